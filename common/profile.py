@@ -1,0 +1,127 @@
+"""What a model costs to deploy: parameters, multiply-adds, CPU decision latency, checkpoint size.
+
+    python -m common.profile --num-actions 18 --json-out results/profile_atari.json
+
+A "decision" is what one MCTS move costs the network: one initial inference plus 50 recurrent inferences at
+batch 1 (the tree work itself is excluded). Multiply-adds are counted by `torch.utils.flop_counter` (FLOPs / 2 of
+every convolution, matmul and LSTM gate product), not by hand formulas; BatchNorm and activations are not counted.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import tyro
+from torch.utils.flop_counter import FlopCounterMode
+
+from common.networks import (EfficientZeroNet, NetConfig, count_acting_params, count_params,
+                             minatar_student_config, minatar_teacher_config, student_config, teacher_config)
+
+
+def count_macs(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() // 2  # the counter reports 2 FLOPs per multiply-add
+
+
+@torch.inference_mode()
+def decision(net: EfficientZeroNet, obs: torch.Tensor, num_simulations: int) -> None:
+    """One search's worth of network calls at batch 1: initial inference, then a chain of recurrent ones."""
+    out = net.initial_inference(obs)
+    latent, state = out.latent, net.initial_lstm_state(obs.shape[0], obs.device)
+    action = torch.zeros(obs.shape[0], dtype=torch.long, device=obs.device)
+    for _ in range(num_simulations):
+        r = net.recurrent_inference(latent, state, action)
+        latent, state = r.latent, r.lstm_state
+
+
+def profile_model(cfg: NetConfig, num_simulations: int = 50, repeats: int = 30, warmup: int = 5) -> dict:
+    net = EfficientZeroNet(cfg).eval()
+    obs = torch.randint(0, 256, (1, *cfg.obs_shape), dtype=torch.uint8)
+    with torch.inference_mode():
+        init = net.initial_inference(obs)
+        state = net.initial_lstm_state(1)
+        action = torch.zeros(1, dtype=torch.long)
+        macs_initial = count_macs(lambda: net.initial_inference(obs))
+        macs_recurrent = count_macs(lambda: net.recurrent_inference(init.latent, state, action))
+    for _ in range(warmup):
+        decision(net, obs, num_simulations)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        decision(net, obs, num_simulations)
+        times.append((time.perf_counter() - t0) * 1000)
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)
+    return {
+        "config": cfg.to_dict(),
+        "params_total": count_params(net),
+        "params_acting": count_acting_params(net),
+        "macs_initial": macs_initial,
+        "macs_recurrent": macs_recurrent,
+        "macs_decision": macs_initial + num_simulations * macs_recurrent,
+        "latency_ms_decision_cpu": statistics.median(times),
+        "latency_ms_decision_cpu_iqr": [statistics.quantiles(times, n=4)[0], statistics.quantiles(times, n=4)[2]],
+        "checkpoint_mb": buf.getbuffer().nbytes / 2**20,
+        "num_simulations": num_simulations,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+@dataclass
+class Args:
+    num_actions: int = 18
+    """action count of the game (18 = full Atari set; Breakout has 4)"""
+    scale: str = "atari"
+    """'atari' (12x96x96 input, the paper's networks) or 'minatar' (the CPU-sized networks on 10x10 input)"""
+    minatar_channels: int = 4
+    """channels of one MinAtar frame (Breakout 4, Asterix 4, Freeway 7, Seaquest 10, SpaceInvaders 6)"""
+    num_simulations: int = 50
+    """recurrent inferences per decision"""
+    repeats: int = 30
+    """timed decisions per model (median reported)"""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default for this machine)"""
+    json_out: str | None = None
+    """write the measurements here as JSON {"teacher": {...}, "student": {...}}"""
+
+
+def main(args: Args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.scale == "atari":
+        shape = (12, 96, 96)
+        cfgs = {"teacher": teacher_config(shape, args.num_actions), "student": student_config(shape, args.num_actions)}
+    elif args.scale == "minatar":
+        shape = (4 * args.minatar_channels, 10, 10)
+        cfgs = {"teacher": minatar_teacher_config(shape, args.num_actions),
+                "student": minatar_student_config(shape, args.num_actions)}
+    else:
+        raise SystemExit(f"--scale must be 'atari' or 'minatar', got {args.scale!r}")
+    result = {name: profile_model(cfg, args.num_simulations, args.repeats) for name, cfg in cfgs.items()}
+
+    t, s = result["teacher"], result["student"]
+    rows = [("params_total", "{:,}"), ("params_acting", "{:,}"), ("macs_initial", "{:,}"),
+            ("macs_recurrent", "{:,}"), ("macs_decision", "{:,}"), ("latency_ms_decision_cpu", "{:.1f}"),
+            ("checkpoint_mb", "{:.2f}")]
+    print(f"{args.scale} networks, {args.num_actions} actions, decision = 1 initial + {args.num_simulations} "
+          f"recurrent inferences at batch 1, {torch.get_num_threads()} CPU threads")
+    print(f"{'':26s}{'teacher':>16s}{'student':>16s}{'student/teacher':>17s}")
+    for key, fmt in rows:
+        print(f"{key:26s}{fmt.format(t[key]):>16s}{fmt.format(s[key]):>16s}{s[key] / t[key]:>17.3f}")
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json_out}")
+    return result
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

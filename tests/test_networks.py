@@ -1,0 +1,192 @@
+"""Networks: exact parameter counts (SPEC section 3), student ratios (SPEC section 4), interface, support transforms."""
+
+import math
+
+import pytest
+import torch
+
+from common.networks import (EfficientZeroNet, FeatureAdapter, InvertedResidual, NetConfig, ResidualBlock,
+                             count_acting_params, count_params, inverse_value_transform, minatar_student_config,
+                             minatar_teacher_config, scalar_to_support, student_config, support_to_scalar,
+                             teacher_config, value_transform)
+
+ATARI = (12, 96, 96)
+
+
+@pytest.mark.parametrize("num_actions,total,acting", [(18, 8_350_708, 2_833_908), (4, 8_350_246, 2_833_446)])
+def test_teacher_parameter_counts_match_efficientzero(num_actions, total, acting):
+    net = EfficientZeroNet(teacher_config(ATARI, num_actions))
+    assert count_params(net) == total
+    assert count_acting_params(net) == acting
+
+
+def test_teacher_component_counts():
+    # Independent hand sums: a 64-channel ResBlock is 2 * (64*64*9) convs + 2 * 128 BN = 73,984 parameters,
+    # the value-prefix LSTM(576 -> 512) is 4*512*(576+512) weights + 2*4*512 biases.
+    net = EfficientZeroNet(teacher_config(ATARI, 18))
+    assert count_params(ResidualBlock(64, 64)) == 73_984
+    assert count_params(net.dynamics.lstm) == 4 * 512 * (576 + 512) + 2 * 4 * 512
+    assert count_params(net.projection) + count_params(net.projection_head) == 5_516_800
+
+
+@pytest.mark.parametrize("num_actions", [4, 18])
+def test_default_student_ratios(num_actions):
+    t = EfficientZeroNet(teacher_config(ATARI, num_actions))
+    s = EfficientZeroNet(student_config(ATARI, num_actions))
+    assert abs(count_params(s) / count_params(t) - 0.598) <= 0.02  # the seed paper's 59.8%
+    assert count_acting_params(s) <= 0.5 * count_acting_params(t)  # a deployed agent at most half the size
+    # every residual block of representation and dynamics is an inverted residual; prediction keeps ResBlocks
+    for part in (s.representation, s.dynamics):
+        assert not any(isinstance(m, ResidualBlock) for m in part.modules())
+        assert any(isinstance(m, InvertedResidual) for m in part.modules())
+    assert any(isinstance(m, ResidualBlock) for m in s.prediction.modules())
+    n_ir = sum(isinstance(m, InvertedResidual) for m in s.representation.modules())
+    n_res = sum(isinstance(m, ResidualBlock) for m in t.representation.modules())
+    assert n_ir == n_res == 5
+
+
+def test_minatar_configs_ratios():
+    shape = (16, 10, 10)
+    t = EfficientZeroNet(minatar_teacher_config(shape, 3))
+    s = EfficientZeroNet(minatar_student_config(shape, 3))
+    assert t.config.latent_hw == s.config.latent_hw == (10, 10)
+    assert count_params(s) < 0.7 * count_params(t)
+    assert count_acting_params(s) <= 0.5 * count_acting_params(t)
+
+
+def test_inverted_residual_structure():
+    blk = InvertedResidual(32, 32, stride=1, expand_ratio=6)
+    convs = [m for m in blk.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(1, 1), (3, 3), (1, 1)]
+    assert convs[1].groups == 32 * 6  # depthwise
+    assert blk.use_skip and not InvertedResidual(32, 64, stride=2).use_skip
+    x = torch.randn(2, 32, 24, 24)
+    assert InvertedResidual(32, 64, stride=2).eval()(x).shape == (2, 64, 12, 12)
+
+
+def _nets():
+    return [("teacher", EfficientZeroNet(teacher_config(ATARI, 6))),
+            ("student", EfficientZeroNet(student_config(ATARI, 6))),
+            ("minatar-teacher", EfficientZeroNet(minatar_teacher_config((16, 10, 10), 6))),
+            ("minatar-student", EfficientZeroNet(minatar_student_config((16, 10, 10), 6)))]
+
+
+@pytest.mark.parametrize("name,net", _nets())
+def test_interface_shapes_and_zero_init(name, net):
+    cfg = net.config
+    b = 3
+    obs = torch.randint(0, 256, (b, *cfg.obs_shape), dtype=torch.uint8)
+    net.eval()
+    with torch.no_grad():
+        out = net.initial_inference(obs)
+        h, w = cfg.latent_hw
+        atoms = 2 * cfg.support_size + 1
+        assert out.latent.shape == (b, cfg.channels, h, w)
+        assert out.policy_logits.shape == (b, cfg.num_actions) and out.value_logits.shape == (b, atoms)
+        # zero-initialised last layers: uniform policy and value exactly 0 before training
+        assert torch.all(out.policy_logits == 0)
+        assert torch.allclose(support_to_scalar(out.value_logits, cfg.support_size), torch.zeros(b), atol=1e-3)
+        state = net.initial_lstm_state(b)
+        r = net.recurrent_inference(out.latent, state, torch.tensor([0, 1, 5]))
+        assert r.latent.shape == out.latent.shape
+        assert r.lstm_state[0].shape == r.lstm_state[1].shape == (b, cfg.lstm_hidden)
+        assert r.value_prefix_logits.shape == (b, atoms) and r.value_logits.shape == (b, atoms)
+        assert torch.all(r.value_prefix_logits == 0)
+    net.train()
+    p = net.project(out.latent, with_grad=True)
+    q = net.project(out.latent, with_grad=False)
+    assert p.shape == q.shape == (b, cfg.proj_out)
+    assert p.requires_grad and not q.requires_grad
+
+
+def test_action_plane_changes_dynamics():
+    net = EfficientZeroNet(teacher_config(ATARI, 4)).eval()
+    latent = torch.rand(2, 64, 6, 6)
+    state = net.initial_lstm_state(2)
+    with torch.no_grad():
+        a = net.recurrent_inference(latent, state, torch.tensor([0, 0])).latent
+        b = net.recurrent_inference(latent, state, torch.tensor([0, 3])).latent
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+
+
+def test_uint8_and_float_inputs_agree():
+    net = EfficientZeroNet(minatar_teacher_config((16, 10, 10), 6)).eval()
+    obs = (torch.rand(2, 16, 10, 10) > 0.5).to(torch.uint8) * 255
+    with torch.no_grad():
+        a = net.initial_inference(obs).latent
+        b = net.initial_inference(obs.float() / 255).latent
+    assert torch.allclose(a, b)
+
+
+def test_config_round_trip():
+    cfg = student_config(ATARI, 9, lstm_hidden=200)
+    d = cfg.to_dict()
+    assert all(isinstance(v, (int, float, str, bool, list)) for v in d.values())  # weights_only-loadable
+    assert NetConfig.from_dict(d) == cfg
+    with pytest.raises(ValueError, match="unknown network config"):
+        NetConfig.from_dict({**d, "bogus": 1})
+    with pytest.raises(ValueError, match="unknown block"):
+        EfficientZeroNet(NetConfig(obs_shape=ATARI, num_actions=4, block="dense"))
+
+
+def test_rebuild_from_checkpoint_alone(tmp_path):
+    net = EfficientZeroNet(student_config(ATARI, 4)).eval()
+    torch.save({"config": net.config.to_dict(), "weights": net.state_dict()}, tmp_path / "m.pt")
+    ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
+    net2 = EfficientZeroNet(NetConfig.from_dict(ckpt["config"])).eval()
+    net2.load_state_dict(ckpt["weights"])
+    obs = torch.randint(0, 256, (1, *ATARI), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(net.initial_inference(obs).latent, net2.initial_inference(obs).latent)
+
+
+def test_adapters_map_student_to_teacher_sizes_and_are_not_counted():
+    t_cfg = teacher_config(ATARI, 4)
+    s_cfg = student_config(ATARI, 4, channels=32)
+    s = EfficientZeroNet(s_cfg)
+    before = count_params(s)
+    adapter = FeatureAdapter(s_cfg, t_cfg)
+    assert count_params(s) == before  # adapters live outside the student
+    latent, (h, c) = adapter(torch.randn(2, 32, 6, 6), (torch.randn(2, 256), torch.randn(2, 256)))
+    assert latent.shape == (2, 64, 6, 6) and h.shape == c.shape == (2, 512)
+    same = FeatureAdapter(t_cfg, t_cfg)
+    assert count_params(same) == 0
+    with pytest.raises(ValueError, match="spatial"):
+        FeatureAdapter(minatar_student_config((16, 10, 10), 4), t_cfg)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Support transforms (SPEC section 3)
+# ----------------------------------------------------------------------------------------------------------
+def slow_value_transform(x: float) -> float:
+    return math.copysign(1, x) * (math.sqrt(abs(x) + 1) - 1) + 0.001 * x if x != 0 else 0.0
+
+
+def test_value_transform_matches_formula_and_inverts():
+    xs = torch.tensor([-1e5, -3000.0, -17.5, -1.0, -1e-3, 0.0, 1e-3, 0.5, 1.0, 42.0, 999.0, 1e5], dtype=torch.float64)
+    ys = value_transform(xs)
+    for x, y in zip(xs.tolist(), ys.tolist()):
+        assert y == pytest.approx(slow_value_transform(x), rel=1e-12, abs=1e-12)
+    assert torch.allclose(inverse_value_transform(ys), xs, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("support_size", [300, 50])
+def test_support_round_trip(support_size):
+    limit = inverse_value_transform(torch.tensor(float(support_size), dtype=torch.float64)).item()
+    x = torch.cat([torch.linspace(-limit, limit, 2001, dtype=torch.float64),
+                   torch.tensor([0.0, 1.0, -1.0, 0.25, 13.7], dtype=torch.float64)]).float()
+    probs = scalar_to_support(x, support_size)
+    assert probs.shape == (x.numel(), 2 * support_size + 1)
+    assert torch.allclose(probs.sum(-1), torch.ones(x.numel()))
+    assert (probs >= 0).all() and ((probs > 0).sum(-1) <= 2).all()  # two-hot
+    back = support_to_scalar(torch.log(probs.clamp_min(1e-30)), support_size)  # logits whose softmax == probs
+    assert torch.allclose(back, x, atol=1e-4, rtol=1e-4)
+
+
+def test_two_hot_on_known_value():
+    # h(3) = sqrt(4) - 1 + 0.003 = 1.003 -> 0.997 on atom 1, 0.003 on atom 2
+    probs = scalar_to_support(torch.tensor([3.0]), 300)[0]
+    assert probs[301].item() == pytest.approx(0.997, abs=1e-5)
+    assert probs[302].item() == pytest.approx(0.003, abs=1e-5)
+    # values beyond the support clip to its end
+    assert scalar_to_support(torch.tensor([1e9]), 300)[0, -1].item() == pytest.approx(1.0)
