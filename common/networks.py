@@ -131,7 +131,7 @@ def student_config(obs_shape, num_actions: int, **overrides) -> NetConfig:
     SimSiam) so that total parameters land at 59.9% of the teacher's (the seed paper's 59.8%) and the acting part
     at 40%. Expansion ratio 2, not MobileNetV2's 6: on a 2-core CPU at batch 1 the student's 50-simulation
     decision took 72 / 80 / 126 / 130 ms with t = 1 / 2 / 4 / 6 against the teacher's 96 ms (one run of
-    `common.profile.profile_model`), so t >= 4 is slower than the ResNet it replaces (SPEC section 4)."""
+    `common.profile.profile_models`), so t >= 4 is slower than the ResNet it replaces (SPEC section 4)."""
     kw = dict(block="inverted_residual", expand_ratio=2, lstm_hidden=256, proj_hidden=896, proj_out=768,
               pred_hidden=192)
     kw.update(overrides)

@@ -41,37 +41,45 @@ def decision(net: EfficientZeroNet, obs: torch.Tensor, num_simulations: int) -> 
         latent, state = r.latent, r.lstm_state
 
 
-def profile_model(cfg: NetConfig, num_simulations: int = 50, repeats: int = 30, warmup: int = 5) -> dict:
-    net = EfficientZeroNet(cfg).eval()
-    obs = torch.randint(0, 256, (1, *cfg.obs_shape), dtype=torch.uint8)
-    with torch.inference_mode():
-        init = net.initial_inference(obs)
-        state = net.initial_lstm_state(1)
-        action = torch.zeros(1, dtype=torch.long)
-        macs_initial = count_macs(lambda: net.initial_inference(obs))
-        macs_recurrent = count_macs(lambda: net.recurrent_inference(init.latent, state, action))
-    for _ in range(warmup):
-        decision(net, obs, num_simulations)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        decision(net, obs, num_simulations)
-        times.append((time.perf_counter() - t0) * 1000)
-    buf = io.BytesIO()
-    torch.save(net.state_dict(), buf)
-    return {
-        "config": cfg.to_dict(),
-        "params_total": count_params(net),
-        "params_acting": count_acting_params(net),
-        "macs_initial": macs_initial,
-        "macs_recurrent": macs_recurrent,
-        "macs_decision": macs_initial + num_simulations * macs_recurrent,
-        "latency_ms_decision_cpu": statistics.median(times),
-        "latency_ms_decision_cpu_iqr": [statistics.quantiles(times, n=4)[0], statistics.quantiles(times, n=4)[2]],
-        "checkpoint_mb": buf.getbuffer().nbytes / 2**20,
-        "num_simulations": num_simulations,
-        "torch_threads": torch.get_num_threads(),
-    }
+def profile_models(cfgs: dict[str, NetConfig], num_simulations: int = 50, repeats: int = 30,
+                   warmup: int = 5) -> dict[str, dict]:
+    """Static costs of each model, then CPU latency measured in interleaved rounds (one decision of every model per
+    round) so that machine noise hits all models alike and their ratio is fair."""
+    nets = {name: EfficientZeroNet(cfg).eval() for name, cfg in cfgs.items()}
+    result, obs = {}, {}
+    for name, net in nets.items():
+        cfg = net.config
+        obs[name] = torch.randint(0, 256, (1, *cfg.obs_shape), dtype=torch.uint8)
+        with torch.inference_mode():
+            init = net.initial_inference(obs[name])
+            state = net.initial_lstm_state(1)
+            action = torch.zeros(1, dtype=torch.long)
+            macs_initial = count_macs(lambda: net.initial_inference(obs[name]))
+            macs_recurrent = count_macs(lambda: net.recurrent_inference(init.latent, state, action))
+        buf = io.BytesIO()
+        torch.save(net.state_dict(), buf)
+        result[name] = {
+            "config": cfg.to_dict(),
+            "params_total": count_params(net),
+            "params_acting": count_acting_params(net),
+            "macs_initial": macs_initial,
+            "macs_recurrent": macs_recurrent,
+            "macs_decision": macs_initial + num_simulations * macs_recurrent,
+            "checkpoint_mb": buf.getbuffer().nbytes / 2**20,
+        }
+    times: dict[str, list[float]] = {name: [] for name in nets}
+    for i in range(warmup + repeats):
+        for name, net in nets.items():
+            t0 = time.perf_counter()
+            decision(net, obs[name], num_simulations)
+            if i >= warmup:
+                times[name].append((time.perf_counter() - t0) * 1000)
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=4)
+        result[name].update({"latency_ms_decision_cpu": statistics.median(ts),
+                             "latency_ms_decision_cpu_quartiles": [q[0], q[2]],
+                             "num_simulations": num_simulations, "torch_threads": torch.get_num_threads()})
+    return result
 
 
 @dataclass
@@ -85,7 +93,7 @@ class Args:
     num_simulations: int = 50
     """recurrent inferences per decision"""
     repeats: int = 30
-    """timed decisions per model (median reported)"""
+    """timed decisions per model, interleaved across models (median reported)"""
     threads: int = 0
     """torch CPU threads (0 = torch's default for this machine)"""
     json_out: str | None = None
@@ -105,7 +113,7 @@ def main(args: Args) -> dict:
                 "student": minatar_student_config(shape, args.num_actions)}
     else:
         raise SystemExit(f"--scale must be 'atari' or 'minatar', got {args.scale!r}")
-    result = {name: profile_model(cfg, args.num_simulations, args.repeats) for name, cfg in cfgs.items()}
+    result = profile_models(cfgs, args.num_simulations, args.repeats)
 
     t, s = result["teacher"], result["student"]
     rows = [("params_total", "{:,}"), ("params_acting", "{:,}"), ("macs_initial", "{:,}"),
@@ -124,4 +132,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(tyro.cli(Args, description=__doc__))
