@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import tyro
 
 from common.envs import make_env
-from common.networks import EfficientZeroNet, count_acting_params, count_params, minatar_teacher_config, teacher_config
+from common.networks import EfficientZeroNet, count_acting_params, count_params, default_config
 
 
 @dataclass
@@ -29,10 +29,8 @@ class Args:
 
 def main(args: Args) -> None:
     env = make_env(args.env_id, mode="train", seed=args.seed)
-    obs_shape = (4 * env.frame_shape[0], *env.frame_shape[1:])  # 4 stacked frames
-    make_cfg = minatar_teacher_config if env.family == "minatar" else teacher_config
-    net = EfficientZeroNet(make_cfg(obs_shape, env.num_actions))
-    print(f"game {env.game} ({env.family}), {env.num_actions} actions, network input {obs_shape}")
+    net = EfficientZeroNet(default_config("teacher", env.family, env.obs_shape, env.num_actions))
+    print(f"game {env.game} ({env.family}), {env.num_actions} actions, network input {env.obs_shape}")
     print(f"teacher: {count_params(net):,} parameters, {count_acting_params(net):,} in the acting part")
     raise SystemExit("01_pretrain_teacher.py: the training loop is not implemented yet (issue #4)")
 

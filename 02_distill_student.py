@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import tyro
 
 from common.envs import make_env
-from common.networks import (EfficientZeroNet, count_acting_params, count_params, minatar_student_config,
-                             minatar_teacher_config, student_config, teacher_config)
+from common.networks import EfficientZeroNet, count_acting_params, count_params, default_config
 
 
 @dataclass
@@ -32,10 +31,8 @@ class Args:
 
 def main(args: Args) -> None:
     env = make_env(args.env_id, mode="train", seed=args.seed)
-    obs_shape = (4 * env.frame_shape[0], *env.frame_shape[1:])
-    minatar = env.family == "minatar"
-    t = EfficientZeroNet((minatar_teacher_config if minatar else teacher_config)(obs_shape, env.num_actions))
-    s = EfficientZeroNet((minatar_student_config if minatar else student_config)(obs_shape, env.num_actions))
+    t = EfficientZeroNet(default_config("teacher", env.family, env.obs_shape, env.num_actions))
+    s = EfficientZeroNet(default_config("student", env.family, env.obs_shape, env.num_actions))
     print(f"game {env.game} ({env.family}), {env.num_actions} actions")
     print(f"student: {count_params(s):,} parameters ({count_params(s) / count_params(t):.1%} of the default teacher), "
           f"acting part {count_acting_params(s):,} ({count_acting_params(s) / count_acting_params(t):.1%})")

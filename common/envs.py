@@ -27,6 +27,7 @@ import numpy as np
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 REFERENCE_SCORES_CSV = DATA_DIR / "atari100k_reference_scores.csv"
 
+FRAME_STACK = 4  # network input = the last 4 frames, oldest first
 TRAIN_MAX_STEPS = 3_000  # 12k frames: EfficientZero's cap on a training episode
 EVAL_MAX_STEPS = 27_000  # 108k frames = 30 minutes of play: the Atari 100k evaluation cap
 MINATAR_GAMES = {"Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway", "Seaquest": "seaquest",
@@ -107,7 +108,7 @@ def resolve_env_id(env_id: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------------------
 # Frame stacking (shared by acting and replay)
 # ---------------------------------------------------------------------------------------------------------
-def stack_frames(frames: np.ndarray, t: int, n: int = 4, start: int = 0) -> np.ndarray:
+def stack_frames(frames: np.ndarray, t: int, n: int = FRAME_STACK, start: int = 0) -> np.ndarray:
     """Network input at time t from frames [T, C, H, W]: frames t-n+1..t concatenated on channels, oldest first.
     Indices before the episode's first frame `start` repeat it (at reset the stack is n copies of frame 0)."""
     idx = np.maximum(np.arange(t - n + 1, t + 1), start)
@@ -117,7 +118,7 @@ def stack_frames(frames: np.ndarray, t: int, n: int = 4, start: int = 0) -> np.n
 class FrameStack:
     """Rolling stack for acting: `reset(frame)` fills n copies, `push(frame)` drops the oldest."""
 
-    def __init__(self, n: int = 4):
+    def __init__(self, n: int = FRAME_STACK):
         self.n = n
         self.frames: np.ndarray | None = None
 
@@ -136,7 +137,7 @@ class FrameStack:
 # ---------------------------------------------------------------------------------------------------------
 # Environments
 # ---------------------------------------------------------------------------------------------------------
-class _GameEnv:
+class GameEnv:
     """Train/eval semantics shared by Atari and MinAtar. Subclasses provide `_new_game()`, `_continue_game()`,
     `_act(action) -> (frame, raw_reward, game_over, lives)`, `_lives()`."""
 
@@ -154,6 +155,12 @@ class _GameEnv:
         self.game_steps = 0  # agent steps in the current game
         self.episode_steps = 0  # agent steps in the learner's current episode (one life in train mode)
         self.lives = 0
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        """Shape of the network input: FRAME_STACK frames stacked on the channel axis."""
+        c, h, w = self.frame_shape
+        return (FRAME_STACK * c, h, w)
 
     def reset(self) -> np.ndarray:
         """Start the next learner episode: a new game after a game over or a cap, else (train mode, after a lost
@@ -186,7 +193,7 @@ class _GameEnv:
         return frame, reward, terminated, truncated, info
 
 
-class AtariEnv(_GameEnv):
+class AtariEnv(GameEnv):
     """`ALE/<Game>-v5` with frameskip 1, no sticky actions, minimal action set; 1..30 raw no-op frames at every
     new game; action repeat 4 with the max of the last two raw frames; 96x96 RGB (cv2.INTER_AREA)."""
 
@@ -252,7 +259,7 @@ class AtariEnv(_GameEnv):
         self.env.close()
 
 
-class MinAtarEnv(_GameEnv):
+class MinAtarEnv(GameEnv):
     """`MinAtar/<Game>-v1`: minimal action set, 10x10xC boolean state -> uint8 [C, 10, 10] planes of 0/255,
     no downsampling and no no-op starts. MinAtar's own protocol keeps sticky actions at 0.1 (Young & Tian 2019);
     it has no lives, so train and eval differ only in reward clipping and the step cap."""
@@ -292,7 +299,7 @@ class MinAtarEnv(_GameEnv):
         pass
 
 
-def make_env(env_id: str, mode: str = "train", seed: int = 0, **kwargs) -> _GameEnv:
+def make_env(env_id: str, mode: str = "train", seed: int = 0, **kwargs) -> GameEnv:
     """Build an Atari 100k or MinAtar environment from any accepted name (see `resolve_env_id`)."""
     family, game = resolve_env_id(env_id)
     return (AtariEnv if family == "atari" else MinAtarEnv)(game, mode=mode, seed=seed, **kwargs)

@@ -15,13 +15,14 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import tyro
 from torch.utils.flop_counter import FlopCounterMode
 
-from common.networks import (EfficientZeroNet, NetConfig, count_acting_params, count_params,
-                             minatar_student_config, minatar_teacher_config, student_config, teacher_config)
+from common.envs import FRAME_STACK
+from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
 
 
 def count_macs(fn) -> int:
@@ -86,7 +87,7 @@ def profile_models(cfgs: dict[str, NetConfig], num_simulations: int = 50, repeat
 class Args:
     num_actions: int = 18
     """action count of the game (18 = full Atari set; Breakout has 4)"""
-    scale: str = "atari"
+    scale: Literal["atari", "minatar"] = "atari"
     """'atari' (12x96x96 input, the paper's networks) or 'minatar' (the CPU-sized networks on 10x10 input)"""
     minatar_channels: int = 4
     """channels of one MinAtar frame (Breakout 4, Asterix 4, Freeway 7, Seaquest 10, SpaceInvaders 6)"""
@@ -104,15 +105,9 @@ def main(args: Args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    if args.scale == "atari":
-        shape = (12, 96, 96)
-        cfgs = {"teacher": teacher_config(shape, args.num_actions), "student": student_config(shape, args.num_actions)}
-    elif args.scale == "minatar":
-        shape = (4 * args.minatar_channels, 10, 10)
-        cfgs = {"teacher": minatar_teacher_config(shape, args.num_actions),
-                "student": minatar_student_config(shape, args.num_actions)}
-    else:
-        raise SystemExit(f"--scale must be 'atari' or 'minatar', got {args.scale!r}")
+    shapes = {"atari": (FRAME_STACK * 3, 96, 96), "minatar": (FRAME_STACK * args.minatar_channels, 10, 10)}
+    cfgs = {role: default_config(role, args.scale, shapes[args.scale], args.num_actions)
+            for role in ("teacher", "student")}
     result = profile_models(cfgs, args.num_simulations, args.repeats)
 
     t, s = result["teacher"], result["student"]

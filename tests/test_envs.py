@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from common.envs import (ATARI_100K_GAMES, EVAL_MAX_STEPS, TRAIN_MAX_STEPS, AtariEnv, FrameStack, _GameEnv,
+from common.envs import (ATARI_100K_GAMES, EVAL_MAX_STEPS, TRAIN_MAX_STEPS, AtariEnv, FrameStack, GameEnv,
                          human_normalized_score, iqm, load_reference_scores, make_env, resolve_env_id, stack_frames)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Scripted games for the train/eval semantics, independent of any emulator
 # ----------------------------------------------------------------------------------------------------------
-class ScriptedGame(_GameEnv):
+class ScriptedGame(GameEnv):
     """Each step pops (raw_reward, lives, game_over) from a script; frames carry the step index."""
 
     def __init__(self, script, mode, max_episode_steps=None, lives_at_start=0):
@@ -269,3 +269,16 @@ def test_iqm():
     assert iqm([1, 2, 3, 4]) == pytest.approx(2.5)
     assert iqm([0, 0, 10, 10, 100, 1000, 5, 5]) == pytest.approx(np.mean([5, 5, 10, 10]))
     assert iqm([1, 2, 3, 4, 100]) == pytest.approx((0.75 * 2 + 3 + 0.75 * 4) / 2.5)
+
+
+def test_real_atari_train_cap_truncates_and_restarts_the_game():
+    env = make_env("Pong", mode="train", seed=0, max_episode_steps=25)  # Pong has no lives: only the cap can cut
+    assert env.obs_shape == (12, 96, 96)
+    env.reset()
+    for step in range(1, 26):
+        _, _, term, trunc, info = env.step(0)
+        if term or trunc:
+            break
+    assert step == 25 and trunc and not term and info["episode"]["l"] == 25
+    env.reset()
+    assert env.game_steps == 0 and env.game_score == 0.0

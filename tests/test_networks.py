@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from common.networks import (EfficientZeroNet, FeatureAdapter, InvertedResidual, NetConfig, ResidualBlock,
+from common.networks import (EfficientZeroNet, FeatureAdapter, default_config, InvertedResidual, NetConfig, ResidualBlock,
                              count_acting_params, count_params, inverse_value_transform, minatar_student_config,
                              minatar_teacher_config, scalar_to_support, student_config, support_to_scalar,
                              teacher_config, value_transform)
@@ -190,3 +190,11 @@ def test_two_hot_on_known_value():
     assert probs[302].item() == pytest.approx(0.003, abs=1e-5)
     # values beyond the support clip to its end
     assert scalar_to_support(torch.tensor([1e9]), 300)[0, -1].item() == pytest.approx(1.0)
+
+
+def test_default_config_by_role_and_family():
+    assert default_config("teacher", "atari", ATARI, 4) == teacher_config(ATARI, 4)
+    assert default_config("student", "minatar", (16, 10, 10), 3) == minatar_student_config((16, 10, 10), 3)
+    assert default_config("student", "atari", ATARI, 4, lstm_hidden=64).lstm_hidden == 64
+    with pytest.raises(ValueError, match="no default network"):
+        default_config("assistant", "atari", ATARI, 4)
