@@ -82,7 +82,8 @@ def main(args: Args) -> dict:
     result = {"vectorized": {}, "reference": {}}
     for B in args.batch_sizes:
         outs = fake_outputs(rng, args.num_simulations, B, args.num_actions)
-        time_vectorized(outs, cfg, 0)  # warm-up
+        for i in range(2):  # warm-up
+            time_vectorized(outs, cfg, i)
         result["vectorized"][str(B)] = statistics.median(time_vectorized(outs, cfg, i) for i in range(args.repeats))
         if B <= args.reference_max_batch:
             time_reference(outs, cfg, 0)

@@ -60,6 +60,15 @@ def _reward(child: RefNode, parent: RefNode) -> float:
     return child.value_prefix if parent.is_reset else child.value_prefix - parent.value_prefix
 
 
+def _all_nodes(root: RefNode):
+    stack, out = [root], []
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(node.children.values())
+    return out
+
+
 def reference_search(root_logits, recurrent_fn, config: RefConfig = RefConfig(), noise=None, legal_mask=None,
                      rng=None) -> RefResult:
     """recurrent_fn(path) -> (value_prefix, value, logits) for the node reached by the action tuple `path`.
@@ -67,7 +76,7 @@ def reference_search(root_logits, recurrent_fn, config: RefConfig = RefConfig(),
     rng: None for lowest-index ties, else a numpy Generator choosing uniformly among tied actions."""
     A = len(root_logits)
     legal = [True] * A if legal_mask is None else [bool(x) for x in legal_mask]
-    lo, hi = math.inf, -math.inf  # the tree's running min and max of r + gamma V over non-root nodes
+    lo, hi = math.inf, -math.inf  # min and max of r + gamma V over the tree's non-root nodes, after each backup
 
     root = RefNode(prior=1.0, depth=0, is_reset=True, visit_count=1)  # starts at 1 visit, value sum 0
     root.child_priors = _softmax(list(root_logits), legal)
@@ -129,11 +138,11 @@ def reference_search(root_logits, recurrent_fn, config: RefConfig = RefConfig(),
             current.value_sum += g
             current.visit_count += 1
             if current.parent is not None:
-                r = _reward(current, current.parent)
-                q = r + config.discount * current.value()
-                lo, hi = min(lo, q), max(hi, q)
-                g = r + config.discount * g
+                g = _reward(current, current.parent) + config.discount * g
             current = current.parent
+        # the range over the current Q of every expanded non-root node, each against its own parent
+        qs = [_reward(n, n.parent) + config.discount * n.value() for n in _all_nodes(root) if n is not root]
+        lo, hi = min(qs), max(qs)
 
     visits = np.array([root.children[a].visit_count if a in root.children else 0 for a in range(A)])
     return RefResult(visits, root.value(), root, (lo, hi))
