@@ -94,8 +94,8 @@ def main(args: Args) -> dict:
     for B in args.batch_sizes:
         ref = result["reference"].get(str(B))
         cells = [f"{result['vectorized'][str(B)]:10.1f}", f"{ref:11.1f}" if ref else f"{'-':>11s}"]
-        for table in (EFFICIENTZERO_CTREE, LIGHTZERO_CTREE, TARGETS):
-            cells.append(f"{table[B]:>{9 if table is not TARGETS else 8}}" if B in table else f"{'-':>{9 if table is not TARGETS else 8}}")
+        for table, width in ((EFFICIENTZERO_CTREE, 9), (LIGHTZERO_CTREE, 9), (TARGETS, 8)):
+            cells.append(f"{table.get(B, '-'):>{width}}")
         print(f"{B:>6d}" + "".join(cells))
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

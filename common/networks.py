@@ -106,7 +106,8 @@ class NetConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown network config fields {sorted(unknown)}; was this checkpoint made by ez-distill?")
+            raise ValueError(f"unknown network config fields {sorted(unknown)}; "
+                             "was this checkpoint made by ez-distill?")
         d = dict(d)
         d["obs_shape"] = tuple(d["obs_shape"])
         return cls(**d)

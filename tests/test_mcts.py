@@ -1,13 +1,20 @@
 """Batched numpy MCTS against the slow one-root-at-a-time reference, invariants, a bandit, and the torch adapter."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from common.mcts import MCTSConfig, sample_dirichlet_noise, search, select_action
-from common.networks import EfficientZeroNet, minatar_student_config, minatar_teacher_config
+from common.networks import EfficientZeroNet, minatar_student_config, minatar_teacher_config, support_to_scalar
 from common.search import run_search
-from tests.reference_mcts import RefConfig, reference_search, ref_select_action
+from tests.reference_mcts import RefConfig, ref_select_action, reference_search
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class FakeModel:
@@ -48,7 +55,9 @@ def run_both(seed, B, A, sims=50, noise=False, mask=False, horizon=5, logit_scal
     if mask:
         legal = rng.random((B, A)) < 0.6
         legal[np.arange(B), rng.integers(A, size=B)] = True  # at least one legal action
-    noise_arr = sample_dirichlet_noise(rng, legal if legal is not None else np.ones((B, A), bool), 0.3) if noise else None
+    noise_arr = None
+    if noise:
+        noise_arr = sample_dirichlet_noise(rng, legal if legal is not None else np.ones((B, A), bool), 0.3)
     cfg = MCTSConfig(num_simulations=sims, value_prefix_horizon=horizon)
     res = search(model.root_logits(B), model.vectorized_fn(B), cfg, noise=noise_arr, legal_mask=legal,
                  deterministic_ties=True)
@@ -103,7 +112,7 @@ def test_deep_trees_cross_value_prefix_resets():
 def test_invariants():
     res, _, legal = run_both(21, 32, 6, sims=40, noise=True, mask=True)
     t = res.tree
-    B, N, A = t.batch, t.num_nodes, t.num_actions
+    B, N = t.batch, t.num_nodes
     assert (t.root_visits == 41).all() and (res.visit_counts.sum(axis=1) == 40).all()
     visits = t.children_visits  # [B, N, A]
     children = t.children
@@ -196,7 +205,6 @@ def test_adapter_matches_reference_with_network_model():
     obs = (np.random.default_rng(1).random((3, 16, 10, 10)) > 0.7).astype(np.uint8) * 255
     sims, horizon = 15, 2
     res = run_search(net, obs, MCTSConfig(num_simulations=sims, value_prefix_horizon=horizon), deterministic_ties=True)
-    from common.networks import support_to_scalar
     S = net.config.support_size
     with torch.inference_mode():
         for b in range(3):
@@ -209,10 +217,24 @@ def test_adapter_matches_reference_with_network_model():
                     latent, state = out.latent, out.lstm_state
                     if depth % horizon == 0:
                         state = (torch.zeros_like(state[0]), torch.zeros_like(state[1]))
-                return (support_to_scalar(out.value_prefix_logits, S).item(), support_to_scalar(out.value_logits, S).item(),
-                        out.policy_logits[0].numpy())
+                return (support_to_scalar(out.value_prefix_logits, S).item(),
+                        support_to_scalar(out.value_logits, S).item(), out.policy_logits[0].numpy())
 
             ref = reference_search(root.policy_logits[0].numpy(), fn, RefConfig(num_simulations=sims,
                                                                                 value_prefix_horizon=horizon))
             np.testing.assert_array_equal(res.visit_counts[b], ref.visit_counts)
             assert res.root_value[b] == pytest.approx(ref.root_value, rel=1e-4, abs=1e-4)
+
+
+def test_mcts_module_imports_no_torch():
+    code = "import sys, common.mcts; assert 'torch' not in sys.modules, 'common.mcts imported torch'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_benchmark_script_runs(tmp_path):
+    out = tmp_path / "speed.json"
+    subprocess.run([sys.executable, "benchmarks/mcts_speed.py", "--batch-sizes", "1", "4", "--num-simulations", "5",
+                    "--repeats", "1", "--reference-max-batch", "1", "--json-out", str(out)], check=True, cwd=ROOT,
+                   capture_output=True)
+    result = json.loads(out.read_text())
+    assert set(result["vectorized"]) == {"1", "4"} and set(result["reference"]) == {"1"}

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from common.networks import (EfficientZeroNet, FeatureAdapter, default_config, InvertedResidual, NetConfig, ResidualBlock,
-                             count_acting_params, count_params, inverse_value_transform, minatar_student_config,
-                             minatar_teacher_config, scalar_to_support, student_config, support_to_scalar,
-                             teacher_config, value_transform)
+from common.networks import (EfficientZeroNet, FeatureAdapter, InvertedResidual, NetConfig, ResidualBlock,
+                             count_acting_params, count_params, default_config, inverse_value_transform,
+                             minatar_student_config, minatar_teacher_config, scalar_to_support, student_config,
+                             support_to_scalar, teacher_config, value_transform)
 
 ATARI = (12, 96, 96)
 
