@@ -1,0 +1,218 @@
+"""EfficientZero's learner (SPEC sections 6-7): reanalysed targets, augmentation, the unrolled loss, the schedules.
+
+    raw = gather_batch(replay, ids, ...)                       # common/replay.py: frames, rewards, masks
+    targets = make_targets(raw, target_net, ...)               # n-step values, value prefixes, fresh search policies
+    loss, terms, value0 = unrolled_loss(net, targets, ...)     # 1 x prefix + 1 x policy + 0.25 x value + 2 x SimSiam
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common.mcts import MCTSConfig
+from common.networks import EfficientZeroNet, scalar_to_support, support_to_scalar
+from common.replay import RawBatch, value_prefix_targets, value_targets
+from common.search import run_search
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    num_unroll_steps: int = 5  # K
+    value_prefix_horizon: int = 5  # the LSTM state resets after every 5 unroll steps (as in the search)
+    value_prefix_weight: float = 1.0
+    policy_weight: float = 1.0
+    value_weight: float = 0.25  # MuZero Reanalyse's down-weighting of the value loss
+    consistency_weight: float = 2.0  # EfficientZero's SimSiam term
+    augment: bool = True  # random shift + intensity on the learner's inputs (SPR); off on MinAtar's 10x10 boards
+    shift_pad: int = 4
+
+
+@dataclass
+class Targets:
+    """A training batch on the learner's device. Positions k = 0..K as in `RawBatch`."""
+
+    ids: np.ndarray  # [B] global replay ids
+    obs: torch.Tensor  # uint8 [B, K+1, 4C, H, W]
+    actions: torch.Tensor  # int64 [B, K]
+    mask: torch.Tensor  # float [B, K+1]
+    value: torch.Tensor  # float [B, K+1]: n-step value targets z
+    value_prefix: torch.Tensor  # float [B, K]: targets of the prefix after unroll step k = 1..K
+    policy: torch.Tensor  # float [B, K+1, A]
+    weights: torch.Tensor  # float [B]: PER importance weights
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Targets (reanalysis with the target network)
+# ---------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def initial_values(net: EfficientZeroNet, obs: np.ndarray, chunk_size: int | None = None,
+                   autocast: bool = False) -> np.ndarray:
+    """Scalar value of the initial inference for uint8 stacks [M, 4C, H, W] (eval-mode BN)."""
+    device = next(net.parameters()).device
+    net.eval()
+    out = []
+    size = chunk_size or max(1, len(obs))
+    amp = _autocast(device, autocast)
+    for i in range(0, len(obs), size):
+        with amp:
+            logits = net.initial_inference(torch.as_tensor(obs[i:i + size]).to(device)).value_logits
+        out.append(support_to_scalar(logits, net.config.support_size).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def make_targets(raw: RawBatch, weights: np.ndarray, target_net: EfficientZeroNet, mcts: MCTSConfig,
+                 loss_cfg: LossConfig, reanalyse_fraction: float, rng: np.random.Generator, device,
+                 chunk_size: int | None = None, autocast: bool = False) -> tuple[Targets, dict]:
+    """Value targets bootstrapped from the target network, value-prefix targets, and policy targets from a fresh
+    search with the target network (root noise on) for `reanalyse_fraction` of the samples, at all K+1 positions
+    in one batched search; the stored self-play visit distribution for the rest; zeros past the trajectory end."""
+    B, K1 = raw.inside.shape
+    boot = np.zeros((B, K1), np.float32)
+    if raw.bootstrap_mask.any():
+        boot[raw.bootstrap_mask] = initial_values(target_net, raw.bootstrap_obs[raw.bootstrap_mask], chunk_size,
+                                                  autocast)
+    value = value_targets(raw.rewards, raw.td_steps, boot, raw.bootstrap_mask, raw.inside, mcts.discount)
+    value_prefix = value_prefix_targets(raw.rewards, K1 - 1, loss_cfg.value_prefix_horizon)
+    policy = raw.stored_policy.copy()
+    fresh = (rng.random(B) < reanalyse_fraction)[:, None] & raw.inside
+    stats = {"reanalyse/roots": int(fresh.sum())}
+    if fresh.any():
+        res = run_search(target_net, raw.obs[fresh], mcts, rng=rng, add_noise=True, chunk_size=chunk_size,
+                         autocast=autocast)
+        policy[fresh] = res.policy
+        stats["reanalyse/root_value"] = float(res.root_value.mean())
+    stats["reanalyse/value_target"] = float(value[:, 0].mean())
+    stats["reanalyse/td_steps"] = float(raw.td_steps.mean())
+
+    def dev(x, dtype=torch.float32):
+        return torch.as_tensor(x).to(device, dtype, non_blocking=True)
+
+    return Targets(raw.ids, torch.as_tensor(raw.obs).to(device), dev(raw.actions, torch.int64), dev(raw.mask),
+                   dev(value), dev(value_prefix), dev(policy), dev(weights)), stats
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Augmentation (SPR): replicate-pad then random crop, and random intensity; one draw per sample
+# ---------------------------------------------------------------------------------------------------------
+def augment(x: torch.Tensor, pad: int, rng: np.random.Generator) -> torch.Tensor:
+    """x: float [B, C, H, W] in [0, 1] (C may hold several stacked observations: they share the shift).
+    Random translation by up to `pad` pixels (replicate padding, as a crop of the padded image) and intensity
+    x * (1 + 0.05 clip(N(0, 1), -2, 2))."""
+    B, C, H, W = x.shape
+    if pad > 0:
+        xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+        dy = torch.as_tensor(rng.integers(0, 2 * pad + 1, B), device=x.device)
+        dx = torch.as_tensor(rng.integers(0, 2 * pad + 1, B), device=x.device)
+        rows = (dy[:, None] + torch.arange(H, device=x.device))[:, None, :, None]  # [B, 1, H, 1]
+        cols = (dx[:, None] + torch.arange(W, device=x.device))[:, None, None, :]  # [B, 1, 1, W]
+        b = torch.arange(B, device=x.device)[:, None, None, None]
+        c = torch.arange(C, device=x.device)[None, :, None, None]
+        x = xp[b, c, rows, cols]
+    noise = np.clip(rng.standard_normal(B), -2.0, 2.0)
+    scale = torch.as_tensor(1.0 + 0.05 * noise, dtype=x.dtype, device=x.device).view(B, 1, 1, 1)
+    return x * scale
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The unrolled loss
+# ---------------------------------------------------------------------------------------------------------
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1)
+
+
+def _autocast(device, enabled: bool):
+    device = torch.device(device)
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _halve_gradient(x: torch.Tensor) -> torch.Tensor:
+    # MuZero: the gradient through each unrolled latent is halved. As EfficientZero, the hook halves the whole
+    # gradient arriving at the latent (from its own heads and from the next step).
+    if x.requires_grad:
+        x.register_hook(lambda g: g * 0.5)
+    return x
+
+
+def unrolled_loss(net: EfficientZeroNet, batch: Targets, cfg: LossConfig, rng: np.random.Generator,
+                  autocast: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """Returns (loss, per-term means, predicted root value v_0 [B]).
+
+    loss = mean_b w_b * [1 x sum_{k=1..K} CE(prefix) + 1 x sum_{k=0..K} CE(policy) + 0.25 x sum_{k=0..K} CE(value)
+    + 2 x sum_{k=1..K} -cos(pred(proj(s_k)), sg(proj(h(o_{t+k}))))], with terms at k >= 1 masked past the end.
+    The caller scales the gradient by 1/K (SPEC section 7)."""
+    K, S = cfg.num_unroll_steps, net.config.support_size
+    B = batch.obs.shape[0]
+    device = batch.obs.device
+    amp = _autocast(device, autocast)
+
+    def inputs(x):  # uint8 [B, n*4C, H, W] -> float, augmented with one draw per sample
+        x = x.float().div_(255.0)
+        return augment(x, cfg.shift_pad, rng) if cfg.augment else x
+
+    value_support = scalar_to_support(batch.value, S)  # [B, K+1, 2S+1]
+    prefix_support = scalar_to_support(batch.value_prefix, S)  # [B, K, 2S+1]
+    obs0 = inputs(batch.obs[:, 0])
+    # Consistency targets: the K later observations, augmented independently of the input (shared shift across
+    # the K stacks of a sample), encoded without gradient by the same (online) network.
+    _, _, C, H, W = batch.obs.shape
+    later = inputs(batch.obs[:, 1:].reshape(B, K * C, H, W)).view(B * K, C, H, W)
+    with torch.no_grad(), amp:
+        target_proj = net.project(net.representation(later), with_grad=False).float().view(B, K, -1)
+
+    with amp:
+        out = net.initial_inference(obs0)
+    value0 = support_to_scalar(out.value_logits.detach(), S)
+    value_loss = soft_cross_entropy(out.value_logits, value_support[:, 0])
+    policy_loss = soft_cross_entropy(out.policy_logits, batch.policy[:, 0])
+    prefix_loss = torch.zeros(B, device=device)
+    consistency_loss = torch.zeros(B, device=device)
+    latent = out.latent
+    lstm_state = net.initial_lstm_state(B, device)
+    for k in range(1, K + 1):
+        with amp:
+            step = net.recurrent_inference(latent, lstm_state, batch.actions[:, k - 1])
+            proj = net.project(step.latent, with_grad=True)
+        m = batch.mask[:, k]
+        prefix_loss = prefix_loss + soft_cross_entropy(step.value_prefix_logits, prefix_support[:, k - 1]) * m
+        policy_loss = policy_loss + soft_cross_entropy(step.policy_logits, batch.policy[:, k]) * m
+        value_loss = value_loss + soft_cross_entropy(step.value_logits, value_support[:, k]) * m
+        consistency_loss = consistency_loss - F.cosine_similarity(proj.float(), target_proj[:, k - 1], dim=-1) * m
+        latent = _halve_gradient(step.latent)
+        lstm_state = step.lstm_state
+        if k % cfg.value_prefix_horizon == 0:
+            lstm_state = net.initial_lstm_state(B, device)
+
+    per_sample = (cfg.value_prefix_weight * prefix_loss + cfg.policy_weight * policy_loss
+                  + cfg.value_weight * value_loss + cfg.consistency_weight * consistency_loss)
+    loss = (batch.weights * per_sample).mean()
+    terms = {"value_prefix": prefix_loss.mean(), "policy": policy_loss.mean(), "value": value_loss.mean(),
+             "consistency": consistency_loss.mean(), "total": loss}
+    return loss, terms, value0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Schedules
+# ---------------------------------------------------------------------------------------------------------
+def learning_rate(update: int, lr: float = 0.2, warmup: int = 1000, decay_steps: int = 100_000,
+                  decay_rate: float = 0.1) -> float:
+    """Linear warm-up to `lr` over `warmup` updates, then x decay_rate every `decay_steps` updates."""
+    if update < warmup:
+        return lr * (update + 1) / warmup
+    return lr * decay_rate ** (update // decay_steps)
+
+
+def visit_temperature(update: int, train_updates: int) -> float:
+    """Self-play action temperature (EfficientZero Atari): 1 for the first half of training, 0.5 to 75%, then
+    0.25."""
+    if update < 0.5 * train_updates:
+        return 1.0
+    if update < 0.75 * train_updates:
+        return 0.5
+    return 0.25

@@ -1,0 +1,313 @@
+"""Replay for EfficientZero (SPEC section 6): game segments, prioritized sampling, and the raw material of targets.
+
+A learner trajectory (one life in train mode) is recorded by a `TrajectoryRecorder` and cut into `Segment`s of
+400 transitions. Each segment stores every frame once (uint8; stacking happens at sampling) and, past its own 400
+transitions, a padding of the next `pad` transitions (frames, actions, rewards, values, policies) so that n-step
+value targets and unrolls that start near the cut see the real future. A segment whose trajectory ends (game over,
+lost life, or time-limit cut) inside its data is marked `ended`: nothing bootstraps past that end.
+
+Time inside a segment: transition t (t = 0..L-1) goes from observation t with action t to observation t + 1 and
+reward t. Frames of times -history..L are stored, where `history` (0..3) counts real frames before time 0; a stack
+that reaches before the first stored frame repeats it (the trajectory-start rule: 4 copies of the first frame).
+
+`ReplayBuffer` gives every stored transition a global id (0, 1, 2, ... in push order). Priorities live in one flat
+array over the live ids, which makes sampling one `rng.choice` and lets the off-policy correction read a sample's
+age as (ids pushed so far - its id), as EfficientZero does with its buffer index.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common.envs import FRAME_STACK
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Segments and recording
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Segment:
+    frames: np.ndarray  # uint8 [history + L + 1, C, H, W]: frames of times -history..L
+    history: int  # real frames stored before time 0 (0 at a trajectory start)
+    actions: np.ndarray  # int64 [L]
+    rewards: np.ndarray  # float32 [L], what the learner sees (sign-clipped in train mode)
+    raw_rewards: np.ndarray  # float32 [L], the game's reward
+    root_values: np.ndarray  # float32 [L], search root value at each observation (logging, priorities)
+    policies: np.ndarray  # float32 [L, A], search visit distribution at each observation
+    length: int  # T: transitions owned (sampled) by this segment; T..L-1 are padding borrowed from the next one
+    ended: bool  # the trajectory ends at time L: no bootstrap from, and no data past, observation L
+
+    ARRAYS = ("frames", "actions", "rewards", "raw_rewards", "root_values", "policies")
+
+    @property
+    def num_stored(self) -> int:
+        """L: transitions with data (owned + padding)."""
+        return len(self.actions)
+
+    def frame_index(self, t) -> np.ndarray:
+        return np.asarray(t) + self.history
+
+    def stack(self, t: int) -> np.ndarray:
+        """4-frame network input at time t (0 <= t <= L), oldest first, [4C, H, W]."""
+        idx = np.clip(np.arange(t - FRAME_STACK + 1, t + 1) + self.history, 0, None)
+        return self.frames[idx].reshape(-1, *self.frames.shape[2:])
+
+    def stacks(self, times: np.ndarray) -> np.ndarray:
+        """Stacks at several times [n] -> [n, 4C, H, W] in one gather."""
+        idx = np.clip(np.asarray(times)[:, None] + np.arange(-FRAME_STACK + 1, 1) + self.history, 0, None)
+        f = self.frames[idx]  # [n, 4, C, H, W]
+        return f.reshape(len(idx), -1, *self.frames.shape[2:])
+
+    def save(self, path: Path) -> None:
+        """Atomically write one .npz (no pickle: loads with allow_pickle=False)."""
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **{k: getattr(self, k) for k in self.ARRAYS},
+                 meta=np.array([self.history, self.length, int(self.ended)], np.int64))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Segment":
+        with np.load(path, allow_pickle=False) as z:
+            history, length, ended = (int(v) for v in z["meta"])
+            return cls(**{k: z[k] for k in cls.ARRAYS}, history=history, length=length, ended=bool(ended))
+
+
+class TrajectoryRecorder:
+    """Records one environment's learner trajectory and cuts it into segments of `segment_length` transitions.
+
+    A segment is emitted once `pad` transitions past its cut exist (so its padding is real data), or when the
+    trajectory ends. `pad` must cover the furthest look-ahead of a target: K unroll steps + n-step horizon.
+    """
+
+    def __init__(self, segment_length: int = 400, pad: int = 10):
+        if segment_length < 1 or pad < 0:
+            raise ValueError("segment_length must be >= 1 and pad >= 0")
+        self.segment_length, self.pad = segment_length, pad
+        self.frames: list[np.ndarray] = []
+        self.history = 0
+        self.actions: list[int] = []
+        self.rewards: list[float] = []
+        self.raw_rewards: list[float] = []
+        self.root_values: list[float] = []
+        self.policies: list[np.ndarray] = []
+
+    def start(self, frame: np.ndarray) -> None:
+        """A new learner trajectory begins with this first frame."""
+        self.frames, self.history = [frame], 0
+        self.actions, self.rewards, self.raw_rewards, self.root_values, self.policies = [], [], [], [], []
+
+    def add(self, action: int, reward: float, raw_reward: float, root_value: float, policy: np.ndarray,
+            next_frame: np.ndarray) -> list[Segment]:
+        """Record one transition; returns the segment completed by it, if any."""
+        self.actions.append(int(action))
+        self.rewards.append(float(reward))
+        self.raw_rewards.append(float(raw_reward))
+        self.root_values.append(float(root_value))
+        self.policies.append(np.asarray(policy, np.float32))
+        self.frames.append(next_frame)
+        if len(self.actions) == self.segment_length + self.pad:
+            seg = self._emit(self.segment_length, len(self.actions), ended=False)
+            self._drop(self.segment_length)
+            return [seg]
+        return []
+
+    def end(self) -> list[Segment]:
+        """The trajectory ended (terminal, lost life or time-limit cut): emit what is left, marked `ended`."""
+        out = []
+        n = len(self.actions)
+        if n > self.segment_length:  # the last full segment's padding runs into the end
+            out.append(self._emit(self.segment_length, n, ended=True))
+            self._drop(self.segment_length)
+            n = len(self.actions)
+        if n > 0:
+            out.append(self._emit(n, n, ended=True))
+        self.actions = []
+        return out
+
+    def _emit(self, owned: int, stored: int, ended: bool) -> Segment:
+        h = self.history
+        return Segment(
+            frames=np.stack(self.frames[:h + stored + 1]),
+            history=h,
+            actions=np.asarray(self.actions[:stored], np.int64),
+            rewards=np.asarray(self.rewards[:stored], np.float32),
+            raw_rewards=np.asarray(self.raw_rewards[:stored], np.float32),
+            root_values=np.asarray(self.root_values[:stored], np.float32),
+            policies=np.stack(self.policies[:stored]),
+            length=owned,
+            ended=ended,
+        )
+
+    def _drop(self, n: int) -> None:
+        """Forget the first n transitions, keeping up to FRAME_STACK - 1 frames of history before the new time 0."""
+        new_history = min(FRAME_STACK - 1, self.history + n)
+        self.frames = self.frames[self.history + n - new_history:]
+        self.history = new_history
+        for name in ("actions", "rewards", "raw_rewards", "root_values", "policies"):
+            setattr(self, name, getattr(self, name)[n:])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prioritized replay
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class ReplayBuffer:
+    """Segments in push order, evicted oldest-first beyond `capacity` transitions. Priorities: p^alpha sampling,
+    importance weights (N P)^-beta normalised by the batch maximum (as EfficientZero), new data at the current
+    maximum priority."""
+
+    capacity: int = 100_000
+    alpha: float = 0.6
+    segments: list[Segment] = field(default_factory=list)
+    first_ids: list[int] = field(default_factory=list)  # global id of each segment's transition 0
+    priorities: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # over live ids
+    first_live_id: int = 0  # id of priorities[0]
+    total_pushed: int = 0  # ids handed out so far (transitions ever stored)
+
+    def __len__(self) -> int:
+        return len(self.priorities)
+
+    def push(self, seg: Segment) -> list[int]:
+        """Store a segment; returns the first ids of the segments evicted to make room."""
+        p = self.priorities.max() if len(self.priorities) else 1.0
+        self.segments.append(seg)
+        self.first_ids.append(self.total_pushed)
+        self.priorities = np.concatenate([self.priorities, np.full(seg.length, p)])
+        self.total_pushed += seg.length
+        evicted = []
+        while len(self) > self.capacity and len(self.segments) > 1:
+            old = self.segments.pop(0)
+            evicted.append(self.first_ids.pop(0))
+            self.priorities = self.priorities[old.length:]
+            self.first_live_id += old.length
+        return evicted
+
+    def sample(self, batch_size: int, beta: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw `batch_size` ids with replacement, P(i) = p_i^alpha / sum p^alpha. Returns (ids, weights)."""
+        if len(self) == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        pa = self.priorities ** self.alpha
+        prob = pa / pa.sum()
+        idx = rng.choice(len(prob), size=batch_size, p=prob)
+        weights = (len(prob) * prob[idx]) ** (-beta)
+        return idx + self.first_live_id, weights / weights.max()
+
+    def update_priorities(self, ids: np.ndarray, priorities: np.ndarray) -> None:
+        """Set new priorities for ids still in the buffer (ids evicted since sampling are skipped)."""
+        idx = np.asarray(ids) - self.first_live_id
+        live = idx >= 0
+        self.priorities[idx[live]] = np.asarray(priorities, np.float64)[live]
+
+    def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global ids -> (index into `segments`, position t inside that segment)."""
+        ids = np.asarray(ids)
+        seg = np.searchsorted(np.asarray(self.first_ids), ids, side="right") - 1
+        return seg, ids - np.asarray(self.first_ids)[seg]
+
+
+def beta_schedule(update: int, total_updates: int, beta_start: float = 0.4) -> float:
+    """Importance-sampling exponent annealed linearly from beta_start to 1 over training."""
+    return beta_start + (1.0 - beta_start) * min(1.0, update / max(1, total_updates))
+
+
+def td_steps_for_age(age: np.ndarray, td_steps: int = 5, age_per_step: int = 30_000) -> np.ndarray:
+    """Off-policy correction (EfficientZero): the n of the n-step value target shrinks by one for every
+    `age_per_step` transitions stored since the sample was, never below 1."""
+    return np.clip(td_steps - np.asarray(age) // age_per_step, 1, td_steps).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The raw material of one training batch
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class RawBatch:
+    """Everything targets are made from, gathered from the segments. K = unroll steps, n = td steps (per sample).
+
+    Positions k = 0..K refer to observation t + k of the sampled transition t."""
+
+    ids: np.ndarray  # [B] global ids (for priority updates)
+    obs: np.ndarray  # uint8 [B, K+1, 4C, H, W]: stack at t (network input) and t+1..t+K (consistency targets)
+    actions: np.ndarray  # int64 [B, K]: a_t..a_{t+K-1}, uniformly random past the trajectory's end
+    mask: np.ndarray  # float32 [B, K+1]: 1 where unroll step k follows a real transition (mask[:, 0] = 1)
+    rewards: np.ndarray  # float32 [B, K + n_max]: r_t.., zero past the stored data
+    td_steps: np.ndarray  # int64 [B]: n after the off-policy correction
+    bootstrap_obs: np.ndarray  # uint8 [B, K+1, 4C, H, W]: stack at t+k+n (zeros where not bootstrapped)
+    bootstrap_mask: np.ndarray  # bool [B, K+1]: position k bootstraps from v(o_{t+k+n})
+    inside: np.ndarray  # bool [B, K+1]: observation t+k has a transition after it (value and policy targets exist)
+    stored_policy: np.ndarray  # float32 [B, K+1, A]: self-play visit distribution at t+k (zeros where invalid)
+
+
+def gather_batch(buffer: ReplayBuffer, ids: np.ndarray, num_unroll_steps: int, td_steps: int, num_actions: int,
+                 rng: np.random.Generator, age_per_step: int = 30_000) -> RawBatch:
+    K, B = num_unroll_steps, len(ids)
+    seg_idx, pos = buffer.locate(ids)
+    n = td_steps_for_age(buffer.total_pushed - np.asarray(ids), td_steps, age_per_step)
+    k = np.arange(K + 1)
+    seg0 = buffer.segments[seg_idx[0]]
+    stack_shape = seg0.stacks(np.array([0])).shape[1:]
+    obs = np.empty((B, K + 1, *stack_shape), np.uint8)
+    bootstrap_obs = np.zeros((B, K + 1, *stack_shape), np.uint8)
+    actions = rng.integers(0, num_actions, size=(B, K))
+    rewards = np.zeros((B, K + td_steps), np.float32)
+    stored_policy = np.zeros((B, K + 1, num_actions), np.float32)
+    mask = np.zeros((B, K + 1), np.float32)
+    inside = np.zeros((B, K + 1), bool)
+    bootstrap_mask = np.zeros((B, K + 1), bool)
+    for b in range(B):
+        seg, t = buffer.segments[seg_idx[b]], int(pos[b])
+        L = seg.num_stored
+        left = L - t  # transitions stored from t on (t < T <= L, so left >= 1)
+        times = t + k
+        obs[b] = seg.stacks(np.minimum(times, L))  # past L the stack is never used (masked): repeat the last
+        m = min(K, left)
+        actions[b, :m] = seg.actions[t:t + m]
+        mask[b] = k <= left  # step k exists iff transition t+k-1 does: k - 1 < left
+        r = min(K + td_steps, left)
+        rewards[b, :r] = seg.rewards[t:t + r]
+        p = min(K + 1, left)
+        stored_policy[b, :p] = seg.policies[t:t + p]
+        # Value at t+k: zero at and past the end of an ended trajectory. A non-ended segment always holds
+        # K + n_max transitions of padding, so t + k + n <= L there.
+        open_end = not seg.ended
+        inside[b] = open_end | (times < L)
+        boot = inside[b] & (open_end | (times + n[b] < L))
+        bootstrap_mask[b] = boot
+        if boot.any():
+            bootstrap_obs[b, boot] = seg.stacks((times + n[b])[boot])
+    return RawBatch(np.asarray(ids), obs, actions.astype(np.int64), mask, rewards, n, bootstrap_obs,
+                    bootstrap_mask, inside, stored_policy)
+
+
+def value_targets(rewards: np.ndarray, td_steps: np.ndarray, bootstrap_values: np.ndarray,
+                  bootstrap_mask: np.ndarray, inside: np.ndarray, discount: float) -> np.ndarray:
+    """z_{t+k} = sum_{i<n} gamma^i r_{t+k+i} + gamma^n v(o_{t+k+n}) [if bootstrapped], 0 where not valid.
+
+    rewards [B, K + n_max] (zero past the data, so sums stop at the trajectory's end); td_steps [B];
+    bootstrap_values, bootstrap_mask, inside [B, K+1]. Returns float32 [B, K+1]."""
+    B, K1 = inside.shape
+    n_max = rewards.shape[1] - (K1 - 1)
+    i = np.arange(n_max)
+    # discount^i for i < n (per sample), 0 beyond: one weight row per sample
+    w = np.where(i[None, :] < td_steps[:, None], discount ** i[None, :], 0.0)  # [B, n_max]
+    windows = np.stack([rewards[:, k:k + n_max] for k in range(K1)], axis=1)  # [B, K+1, n_max]
+    z = (windows * w[:, None, :]).sum(-1)
+    z = z + np.where(bootstrap_mask, discount ** td_steps[:, None] * bootstrap_values, 0.0)
+    return np.where(inside, z, 0.0).astype(np.float32)
+
+
+def value_prefix_targets(rewards: np.ndarray, num_unroll_steps: int, horizon: int = 5) -> np.ndarray:
+    """Target of the value prefix after unroll step k = 1..K: the undiscounted sum of rewards r_{t+j} over the
+    steps j of the current LSTM horizon, which restarts every `horizon` steps (j from horizon * ((k-1) // horizon)
+    to k - 1). Rewards past the data are zero, so the prefix holds its value there. Returns [B, K]."""
+    out = np.zeros((rewards.shape[0], num_unroll_steps), np.float32)
+    acc = np.zeros(rewards.shape[0], np.float32)
+    for j in range(num_unroll_steps):
+        if j % horizon == 0:
+            acc = np.zeros_like(acc)
+        acc = acc + rewards[:, j]
+        out[:, j] = acc
+    return out
