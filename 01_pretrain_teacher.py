@@ -1,39 +1,446 @@
 """Stage 1 — train the EfficientZero teacher (ResNet) on Atari 100k, or on MinAtar at CPU scale.
 
-What this script will do (SPEC sections 5-7): self-play with a batched MCTS on parallel environments, store game
-segments in a prioritized replay, reanalyse targets with the target network (off-policy-corrected n-step values,
-value-prefix targets, fresh search policies), and train representation, dynamics (value-prefix LSTM) and
-prediction with the SimSiam consistency loss, then write `runs/<run_name>/teacher.pt`.
+    collect (batched MCTS on parallel envs) -> store segments -> sample (PER) -> reanalyse with the target network
+    -> unrolled loss (value prefix, policy, value, SimSiam) -> SGD step -> priorities -> target refresh
+    -> log -> evaluate -> checkpoint
 
-Status: the training loop lands with issue #4. Today the script resolves the game, builds the teacher from its
-config and prints what it would train, so flags and names can already be checked.
+Writes `runs/<run_name>/teacher.pt` (config, weights, target weights, optimizer, counters, RNG states, replay
+index), `runs/<run_name>/replay/`, TensorBoard logs, and the final 32-episode evaluation `eval.json`.
+Defaults are the paper's settings (SPEC sections 2, 5-7); see the README for CPU-sized flags.
 """
 
-from dataclasses import dataclass
+from __future__ import annotations
 
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
 import tyro
+from tqdm import tqdm
 
-from common.envs import make_env
-from common.networks import EfficientZeroNet, count_acting_params, count_params, default_config
+from common.envs import human_normalized_score, load_reference_scores, make_env
+from common.learner import LossConfig, learning_rate, make_targets, unrolled_loss, visit_temperature
+from common.mcts import MCTSConfig
+from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
+from common.replay import ReplayBuffer, beta_schedule, gather_batch
+from common.runs import (Logger, ReplayStore, atomic_torch_save, load_checkpoint, make_run_name, rng_state,
+                         set_rng_state)
+from common.selfplay import SelfPlay, evaluate
 
 
 @dataclass
 class Args:
+    # --- run -------------------------------------------------------------------------------------------------
     env_id: str = "Breakout"
     """game: an Atari name (`Breakout`, `ALE/Breakout-v5`, `BreakoutNoFrameskip-v4`) or `MinAtar/<Game>-v1`"""
     seed: int = 1
-    """seed of the run (environments, network init, search)"""
+    """seed of the run (environments, network init, sampling, search)"""
     exp_name: str = "teacher"
     """name of this experiment, part of the run name `<env>__<exp_name>__<seed>__<time>`"""
+    run_dir: str = "runs"
+    """parent directory of the run directory"""
+    resume: str | None = None
+    """continue the run in this directory (e.g. `runs/Breakout__teacher__1__1700000000`); give the same flags"""
+    device: str = "auto"
+    """`auto` (CUDA when available), `cpu`, `cuda`, `cuda:1`, ..."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)"""
+    amp: bool = True
+    """mixed precision (float16 autocast + grad scaling) on CUDA; ignored on CPU"""
+    track: bool = False
+    """mirror the logs to Weights & Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "ez-distill"
+    """wandb project"""
+    wandb_entity: str | None = None
+    """wandb entity (team)"""
+    progress: bool = True
+    """show the tqdm progress bar"""
+
+    # --- schedule (SPEC section 7) ---------------------------------------------------------------------------
+    total_env_steps: int = 100_000
+    """agent steps collected in all (Atari 100k: 100k steps = 400k frames)"""
+    num_envs: int = 4
+    """parallel self-play environments, searched as one batch"""
+    random_transitions: int = 2_000
+    """uniformly random actions for the first this many agent steps"""
+    train_updates: int = 100_000
+    """updates spread evenly over collection (~1 per agent step after the random ones)"""
+    extra_updates: int = 20_000
+    """updates after collection ends (the paper's 20k; 120k updates in total)"""
+    target_update_interval: int = 200
+    """updates between refreshes of the target network (used for reanalysis)"""
+
+    # --- learner ---------------------------------------------------------------------------------------------
+    batch_size: int = 256
+    """samples per update"""
+    num_unroll_steps: int = 5
+    """K: unrolled dynamics steps per sample"""
+    td_steps: int = 5
+    """n of the n-step value target for fresh data"""
+    td_age_per_step: int = 30_000
+    """off-policy correction: n shrinks by 1 per this many transitions of age (never below 1)"""
+    lr: float = 0.2
+    """SGD learning rate after warm-up"""
+    lr_warmup: int = 1_000
+    """linear warm-up updates"""
+    lr_decay_steps: int = 100_000
+    """the learning rate is multiplied by lr_decay_rate every this many updates"""
+    lr_decay_rate: float = 0.1
+    """learning-rate decay factor"""
+    momentum: float = 0.9
+    """SGD momentum"""
+    weight_decay: float = 1e-4
+    """SGD weight decay"""
+    max_grad_norm: float = 5.0
+    """gradient-norm clipping"""
+    value_prefix_weight: float = 1.0
+    """loss weight of the value-prefix cross-entropy"""
+    policy_weight: float = 1.0
+    """loss weight of the policy cross-entropy"""
+    value_weight: float = 0.25
+    """loss weight of the value cross-entropy"""
+    consistency_weight: float = 2.0
+    """loss weight of the SimSiam temporal consistency"""
+    augment: bool | None = None
+    """random shift (+-4 px) and intensity on learner inputs; default: on for Atari, off for MinAtar (10x10)"""
+
+    # --- replay and reanalysis (SPEC section 6) --------------------------------------------------------------
+    replay_capacity: int = 100_000
+    """transitions kept (the whole 100k run by default)"""
+    segment_length: int = 400
+    """transitions per stored game segment"""
+    priority_alpha: float = 0.6
+    """PER exponent"""
+    priority_beta: float = 0.4
+    """initial importance-sampling exponent, annealed to 1 over training"""
+    reanalyse_fraction: float = 0.99
+    """fraction of each batch whose policy targets come from a fresh search with the target network"""
+
+    # --- search (SPEC section 5) -----------------------------------------------------------------------------
+    num_simulations: int = 50
+    """MCTS simulations per search (self-play, reanalysis, evaluation)"""
+    search_chunk_size: int | None = None
+    """at most this many roots per network call (bounds GPU memory in reanalysis); default: all at once"""
+
+    # --- network ---------------------------------------------------------------------------------------------
+    channels: int | None = None
+    """latent channels (default: 64 on Atari, 32 on MinAtar)"""
+    lstm_hidden: int | None = None
+    """value-prefix LSTM width (default: 512 on Atari, 128 on MinAtar)"""
+
+    # --- evaluation and checkpoints --------------------------------------------------------------------------
+    eval_interval: int = 10_000
+    """updates between evaluations during training (0: none)"""
+    eval_episodes: int = 8
+    """episodes per evaluation during training (seeds 1000..)"""
+    final_eval_episodes: int = 32
+    """episodes of the final evaluation, seeds 0..n-1 (SPEC section 2)"""
+    eval_max_steps: int = 27_000
+    """agent-step cap of an evaluation episode"""
+    checkpoint_interval: int = 1_000
+    """updates between checkpoints"""
 
 
-def main(args: Args) -> None:
-    env = make_env(args.env_id, mode="train", seed=args.seed)
-    net = EfficientZeroNet(default_config("teacher", env.family, env.obs_shape, env.num_actions))
-    print(f"game {env.game} ({env.family}), {env.num_actions} actions, network input {env.obs_shape}")
-    print(f"teacher: {count_params(net):,} parameters, {count_acting_params(net):,} in the acting part")
-    raise SystemExit("01_pretrain_teacher.py: the training loop is not implemented yet (issue #4)")
+# Flags that may change when a run is resumed; every other flag must match the stored run.
+RESUMABLE_CHANGES = {"resume", "device", "threads", "track", "wandb_project_name", "wandb_entity", "progress",
+                     "eval_interval", "eval_episodes", "final_eval_episodes", "eval_max_steps", "checkpoint_interval",
+                     "search_chunk_size", "run_dir"}
 
 
+def check_args(args: Args) -> None:
+    problems = []
+    if args.num_simulations < 1:
+        problems.append("--num-simulations must be >= 1")
+    if args.num_envs < 1:
+        problems.append("--num-envs must be >= 1")
+    if args.batch_size < 1:
+        problems.append("--batch-size must be >= 1")
+    if args.batch_size > min(args.replay_capacity, args.total_env_steps):
+        problems.append(f"--batch-size {args.batch_size} is larger than the buffer can serve "
+                        f"(min of --replay-capacity {args.replay_capacity} and "
+                        f"--total-env-steps {args.total_env_steps})")
+    if not 0 <= args.reanalyse_fraction <= 1:
+        problems.append("--reanalyse-fraction must be in [0, 1]")
+    if args.random_transitions >= args.total_env_steps:
+        problems.append("--random-transitions must be smaller than --total-env-steps")
+    if args.train_updates < 0 or args.extra_updates < 0 or args.train_updates + args.extra_updates < 1:
+        problems.append("--train-updates and --extra-updates must be >= 0 and give at least one update")
+    if args.num_unroll_steps < 1 or args.td_steps < 1:
+        problems.append("--num-unroll-steps and --td-steps must be >= 1")
+    if args.segment_length < 1:
+        problems.append("--segment-length must be >= 1")
+    if args.final_eval_episodes < 0 or args.eval_episodes < 0:
+        problems.append("evaluation episode counts must be >= 0")
+    if problems:
+        raise SystemExit("bad arguments:\n  " + "\n  ".join(problems))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def eval_summary(result: dict, game: str, family: str) -> dict:
+    scores = np.asarray(result["scores"])
+    out = {**result, "mean": float(scores.mean()), "std": float(scores.std()), "episodes": len(scores)}
+    table = load_reference_scores()
+    if family == "atari" and game in table:
+        out["hns"] = human_normalized_score(game, out["mean"], table)
+    return out
+
+
+def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: dict, args: Args, rng, store,
+                    replay) -> None:
+    atomic_torch_save({
+        "kind": "teacher",
+        "config": net.config.to_dict(),
+        "model": net.state_dict(),
+        "target_model": target_net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "counters": dict(counters),
+        "args": asdict(args),
+        "rng": rng_state(rng),
+        "replay": store.index(replay),
+    }, path)
+    store.after_checkpoint()
+
+
+# =============================================================================================================
 if __name__ == "__main__":
-    main(tyro.cli(Args, description=__doc__))
+    args = tyro.cli(Args, description=__doc__)
+    check_args(args)
+    device = pick_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    # --- run directory: new, or resumed with the same flags -------------------------------------------------
+    if args.resume:
+        run_dir = Path(args.resume)
+        ckpt = load_checkpoint(run_dir / "teacher.pt", "teacher")
+        stored = ckpt["args"]
+        diff = {k: (stored.get(k), v) for k, v in asdict(args).items()
+                if k not in RESUMABLE_CHANGES and stored.get(k) != v}
+        if diff:
+            lines = "\n  ".join(f"--{k.replace('_', '-')}: run has {a!r}, you gave {b!r}" for k, (a, b) in diff.items())
+            raise SystemExit(f"{run_dir} was trained with other flags; resume with the same ones:\n  {lines}")
+        run_name = run_dir.name
+    else:
+        run_name = make_run_name(args.env_id, args.exp_name, args.seed)
+        run_dir = Path(args.run_dir) / run_name
+        run_dir.mkdir(parents=True, exist_ok=False)
+        ckpt = None
+
+    # --- seeding ---------------------------------------------------------------------------------------------
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+
+    # --- environments ----------------------------------------------------------------------------------------
+    probe = make_env(args.env_id, mode="train", seed=args.seed)
+    family, game, num_actions, obs_shape = probe.family, probe.game, probe.num_actions, probe.obs_shape
+    probe.close()
+    augment = args.augment if args.augment is not None else family == "atari"
+
+    # --- networks --------------------------------------------------------------------------------------------
+    overrides = {k: v for k, v in (("channels", args.channels), ("lstm_hidden", args.lstm_hidden)) if v is not None}
+    net_cfg = (NetConfig.from_dict(ckpt["config"]) if ckpt
+               else default_config("teacher", family, obs_shape, num_actions, **overrides))
+    net = EfficientZeroNet(net_cfg).to(device)
+    target_net = EfficientZeroNet(net_cfg).to(device)
+    target_net.load_state_dict(net.state_dict())
+    target_net.eval()
+    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    use_amp = args.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    mcts = MCTSConfig(num_simulations=args.num_simulations)
+    loss_cfg = LossConfig(num_unroll_steps=args.num_unroll_steps, value_prefix_weight=args.value_prefix_weight,
+                          policy_weight=args.policy_weight, value_weight=args.value_weight,
+                          consistency_weight=args.consistency_weight, augment=augment)
+    total_updates = args.train_updates + args.extra_updates
+    pad = args.num_unroll_steps + args.td_steps  # look-ahead of the furthest target: K unroll + n-step bootstrap
+
+    # --- replay and counters (restored on resume) -----------------------------------------------------------
+    store = ReplayStore(run_dir)
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0, "learn_start_env_steps": -1, "resumes": 0}
+    if ckpt:
+        net.load_state_dict(ckpt["model"])
+        target_net.load_state_dict(ckpt["target_model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        counters.update(ckpt["counters"])
+        counters["resumes"] += 1
+        set_rng_state(rng, ckpt["rng"])
+        replay = store.restore(ckpt["replay"])
+        print(f"resumed {run_dir}: {counters['updates']:,} updates, {counters['env_steps']:,} env steps, "
+              f"replay {len(replay):,} transitions")
+    else:
+        replay = ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha)
+    del ckpt
+
+    # Fresh games on every (re)start: partial trajectories in flight at a checkpoint are not stored, and the
+    # environments are re-seeded so a resumed run does not replay its first games.
+    selfplay = SelfPlay(args.env_id, args.num_envs, seed=args.seed * 1000 + 100 * counters["resumes"],
+                        segment_length=args.segment_length, pad=pad)
+    logger = Logger(run_dir, args, track=args.track, project=args.wandb_project_name, entity=args.wandb_entity,
+                    run_name=run_name, resume=bool(args.resume))
+    print(f"run {run_dir} | {game} ({family}), {num_actions} actions, input {obs_shape}, device {device}")
+    print(f"teacher: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
+          f"{args.total_env_steps:,} env steps, {total_updates:,} updates of batch {args.batch_size}, "
+          f"{args.num_simulations} simulations, reanalyse {args.reanalyse_fraction:.0%}, augment {augment}")
+
+    ckpt_path = run_dir / "teacher.pt"
+    recent_returns: list[float] = []
+    timing = {"collect": 0.0, "reanalyse": 0.0, "learn": 0.0}
+    last_log = {"time": time.time(), "env_steps": counters["env_steps"], "updates": counters["updates"]}
+    bar = tqdm(total=total_updates, initial=counters["updates"], unit="update", disable=not args.progress,
+               dynamic_ncols=True)
+
+    # =========================================================================================================
+    # ALGO LOGIC: the training loop
+    # =========================================================================================================
+    while counters["updates"] < total_updates:
+        updates = counters["updates"]
+        collecting = counters["env_steps"] < args.total_env_steps
+
+        # --- 1. collect: one batched search over all environments, one step each ---------------------------
+        if collecting:
+            t0 = time.time()
+            random_phase = counters["env_steps"] < args.random_transitions
+            net.eval()
+            segments, episodes, search_stats = selfplay.step(
+                None if random_phase else net, mcts, visit_temperature(updates, args.train_updates), rng,
+                chunk_size=args.search_chunk_size, autocast=use_amp)
+            counters["env_steps"] += args.num_envs
+            for seg in segments:  # --- 2. store
+                store.push(replay, seg)
+            for ep in episodes:
+                counters["episodes"] += 1
+                recent_returns = (recent_returns + [ep["r"]])[-20:]
+                logger.scalars({"charts/episodic_return": ep["r"], "charts/episodic_length": ep["l"]},
+                               counters["env_steps"])
+            if search_stats:
+                logger.scalars(search_stats, counters["env_steps"])
+            timing["collect"] += time.time() - t0
+            bar.set_postfix(env=f"{counters['env_steps']:,}", ret=f"{np.mean(recent_returns):.1f}"
+                            if recent_returns else "-", refresh=False)
+            if random_phase or len(replay) < args.batch_size:
+                continue
+            if counters["learn_start_env_steps"] < 0:
+                counters["learn_start_env_steps"] = counters["env_steps"]
+            # Updates due so far: train_updates spread evenly over the agent steps left once learning started.
+            start = counters["learn_start_env_steps"]
+            frac = (counters["env_steps"] - start) / max(1, args.total_env_steps - start)
+            due = min(args.train_updates, math.ceil(args.train_updates * min(1.0, frac)))
+        else:
+            due = total_updates
+
+        while counters["updates"] < due:
+            updates = counters["updates"]
+            # --- 3. sample (PER) and 4. reanalyse with the target network ------------------------------------
+            t0 = time.time()
+            beta = beta_schedule(updates, total_updates, args.priority_beta)
+            ids, weights = replay.sample(args.batch_size, beta, rng)
+            raw = gather_batch(replay, ids, args.num_unroll_steps, args.td_steps, num_actions, rng,
+                               args.td_age_per_step)
+            batch, re_stats = make_targets(raw, weights, target_net, mcts, loss_cfg, args.reanalyse_fraction, rng,
+                                           device, chunk_size=args.search_chunk_size, autocast=use_amp)
+            t1 = time.time()
+            timing["reanalyse"] += t1 - t0
+
+            # --- 5. unrolled loss, 1/K gradient scale, clipped SGD step --------------------------------------
+            lr = learning_rate(updates, args.lr, args.lr_warmup, args.lr_decay_steps, args.lr_decay_rate)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            net.train()
+            loss, terms, value0 = unrolled_loss(net, batch, loss_cfg, rng, autocast=use_amp)
+            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+            if bad:
+                bar.close()
+                raise SystemExit(f"non-finite loss at update {updates}: {', '.join(bad)} = "
+                                 f"{', '.join(str(terms[k].item()) for k in bad)}. The last good checkpoint "
+                                 f"({ckpt_path}) is untouched; lower --lr or check the inputs.")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss / args.num_unroll_steps).backward()  # EfficientZero scales the gradient by 1/K
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+
+            # --- 6. priorities = |v_0 - z_0| + eps -----------------------------------------------------------
+            new_prio = (value0 - batch.value[:, 0]).abs().cpu().numpy() + 1e-6
+            replay.update_priorities(ids, new_prio)
+            counters["updates"] += 1
+            updates = counters["updates"]
+            timing["learn"] += time.time() - t1
+            bar.update(1)
+
+            # --- 7. target refresh ---------------------------------------------------------------------------
+            if updates % args.target_update_interval == 0:
+                target_net.load_state_dict(net.state_dict())
+
+            # --- 8. log --------------------------------------------------------------------------------------
+            if updates % 10 == 0 or updates == total_updates:
+                now = time.time()
+                dt = max(1e-9, now - last_log["time"])
+                logger.scalars({
+                    **{f"losses/{k}": v.item() for k, v in terms.items()},
+                    "losses/grad_norm": float(grad_norm),
+                    "charts/learning_rate": lr,
+                    "charts/SPS": (counters["env_steps"] - last_log["env_steps"]) / dt,
+                    "charts/updates_per_second": (updates - last_log["updates"]) / dt,
+                    "charts/env_steps": counters["env_steps"],
+                    "replay/transitions": len(replay),
+                    "replay/priority_mean": float(replay.priorities.mean()),
+                    "replay/priority_max": float(replay.priorities.max()),
+                    "replay/beta": beta,
+                    "charts/value_prediction": float(value0.mean()),
+                    **re_stats,
+                    **{f"time/{k}_seconds": v for k, v in timing.items()},
+                }, updates)
+                last_log = {"time": now, "env_steps": counters["env_steps"], "updates": updates}
+
+            # --- 9. evaluate ---------------------------------------------------------------------------------
+            if args.eval_interval and args.eval_episodes and updates % args.eval_interval == 0:
+                res = eval_summary(evaluate(net, args.env_id, args.eval_episodes, mcts, first_seed=1000,
+                                            max_steps=args.eval_max_steps, rng=rng,
+                                            chunk_size=args.search_chunk_size, autocast=use_amp), game, family)
+                logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"]}, updates)
+                bar.write(f"update {updates:,}: eval return {res['mean']:.1f} +- {res['std']:.1f} "
+                          f"({args.eval_episodes} episodes)")
+
+            # --- 10. checkpoint ------------------------------------------------------------------------------
+            if updates % args.checkpoint_interval == 0 or updates == total_updates:
+                save_checkpoint(ckpt_path, net, target_net, optimizer, scaler, counters, args, rng, store, replay)
+    bar.close()
+    selfplay.close()
+    if not ckpt_path.exists() or counters["updates"] % args.checkpoint_interval:
+        save_checkpoint(ckpt_path, net, target_net, optimizer, scaler, counters, args, rng, store, replay)
+
+    # =========================================================================================================
+    # Final evaluation of the final weights (never a "best" checkpoint): SPEC section 2 protocol, seeds 0..n-1
+    # =========================================================================================================
+    if args.final_eval_episodes:
+        with tqdm(total=args.final_eval_episodes, unit="episode", desc="final eval", disable=not args.progress) as pb:
+            res = evaluate(net, args.env_id, args.final_eval_episodes, mcts, first_seed=0,
+                           max_steps=args.eval_max_steps, rng=np.random.default_rng(args.seed), progress=pb,
+                           chunk_size=args.search_chunk_size, autocast=use_amp)
+        summary = {"env_id": args.env_id, "game": game, "family": family, "checkpoint": str(ckpt_path),
+                   "updates": counters["updates"], "env_steps": counters["env_steps"],
+                   "num_simulations": args.num_simulations, "max_steps": args.eval_max_steps,
+                   **eval_summary(res, game, family)}
+        tmp = run_dir / "eval.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, run_dir / "eval.json")
+        logger.scalars({"eval/final_return_mean": summary["mean"]}, counters["updates"])
+        hns = f", HNS {summary['hns']:.3f}" if "hns" in summary else ""
+        print(f"final evaluation ({args.final_eval_episodes} episodes): {summary['mean']:.2f} +- "
+              f"{summary['std']:.2f}{hns} -> {run_dir / 'eval.json'}")
+    logger.close()

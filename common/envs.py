@@ -81,9 +81,13 @@ def _ale_games() -> dict[str, str]:
 
 
 def resolve_env_id(env_id: str) -> tuple[str, str]:
-    """('atari', 'Breakout') or ('minatar', 'Breakout') from any accepted spelling; unknown names fail at once
-    with the list of valid ones."""
+    """('atari', 'Breakout'), ('minatar', 'Breakout') or ('toy', 'Catch') from any accepted spelling; unknown
+    names fail at once with the list of valid ones."""
     name = env_id.strip()
+    if name.lower().startswith("toy/"):
+        if name.lower().split("/", 1)[1].split("-v")[0] != "catch":
+            raise ValueError(f"unknown toy game {env_id!r}; valid: Toy/Catch-v0")
+        return "toy", "Catch"
     if name.lower().startswith("minatar/"):
         game = name.split("/", 1)[1].split("-v")[0]
         match = {k.lower(): k for k in MINATAR_GAMES}.get(game.lower())
@@ -299,10 +303,53 @@ class MinAtarEnv(GameEnv):
         pass
 
 
+class CatchEnv(GameEnv):
+    """`Toy/Catch-v0` (bsuite's Catch): a ball falls from a random column of the top row of a 10x5 board, one row
+    per step; the paddle on the bottom row moves left / stays / moves right. After 9 steps the episode ends with
+    +1 if the paddle is under the ball, else -1. Dynamics are deterministic (only the ball's column is drawn at
+    reset), so a learner that works masters it in minutes on a CPU: the environment of the CI learning test.
+    Frames: 2 planes (ball, paddle) of 0/255, like MinAtar."""
+
+    family = "toy"
+    ROWS, COLS = 10, 5
+
+    def __init__(self, game: str = "Catch", mode: str = "train", seed: int = 0, max_episode_steps: int | None = None):
+        super().__init__(game, mode, seed, max_episode_steps)
+        self.num_actions = 3
+        self.frame_shape = (2, self.ROWS, self.COLS)
+
+    def _frame(self) -> np.ndarray:
+        f = np.zeros(self.frame_shape, np.uint8)
+        f[0, self.ball_row, self.ball_col] = 255
+        f[1, self.ROWS - 1, self.paddle] = 255
+        return f
+
+    def _new_game(self) -> np.ndarray:
+        self.ball_row, self.ball_col = 0, int(self.rng.integers(self.COLS))
+        self.paddle = self.COLS // 2
+        return self._frame()
+
+    def _continue_game(self) -> np.ndarray:
+        return self._new_game()
+
+    def _lives(self) -> int:
+        return 0
+
+    def _act(self, action: int):
+        self.paddle = int(np.clip(self.paddle + action - 1, 0, self.COLS - 1))
+        self.ball_row += 1
+        done = self.ball_row == self.ROWS - 1
+        reward = (1.0 if self.ball_col == self.paddle else -1.0) if done else 0.0
+        return self._frame(), reward, done, False, 0
+
+    def close(self):
+        pass
+
+
 def make_env(env_id: str, mode: str = "train", seed: int = 0, **kwargs) -> GameEnv:
-    """Build an Atari 100k or MinAtar environment from any accepted name (see `resolve_env_id`)."""
+    """Build an Atari 100k, MinAtar or toy environment from any accepted name (see `resolve_env_id`)."""
     family, game = resolve_env_id(env_id)
-    return (AtariEnv if family == "atari" else MinAtarEnv)(game, mode=mode, seed=seed, **kwargs)
+    return {"atari": AtariEnv, "minatar": MinAtarEnv, "toy": CatchEnv}[family](game, mode=mode, seed=seed, **kwargs)
 
 
 def iqm(values) -> float:

@@ -1,8 +1,9 @@
 """Batched MCTS in numpy with EfficientZero's rules (SPEC section 5). Imports no torch.
 
 The tree of every root lives in a few preallocated arrays (DeepMind mctx's layout): node arrays [B, N] and edge
-arrays [B, N, A], with N = num_simulations + 1, stored flat with row = b * N + node. Node 0 is the root and simulation s creates node s + 1, so there are
-no per-node objects and every step below is vectorised across the B roots:
+arrays [B, N, A], with N = num_simulations + 1, stored flat with row = b * N + node. Node 0 is the root and
+simulation s creates node s + 1, so there are no per-node objects and every step below is vectorised across the
+B roots:
 
     for s in range(num_simulations):
         parent, action = descend(tree)                        # pUCT from the root to an unexpanded edge

@@ -158,7 +158,9 @@ def minatar_student_config(obs_shape, num_actions: int, **overrides) -> NetConfi
 def default_config(role: str, family: str, obs_shape, num_actions: int, **overrides) -> NetConfig:
     """The default network of a role ('teacher' / 'student') for an environment family ('atari' / 'minatar')."""
     makers = {("teacher", "atari"): teacher_config, ("student", "atari"): student_config,
-              ("teacher", "minatar"): minatar_teacher_config, ("student", "minatar"): minatar_student_config}
+              ("teacher", "minatar"): minatar_teacher_config, ("student", "minatar"): minatar_student_config,
+              # the toy environment of the learning test has MinAtar-like planes
+              ("teacher", "toy"): minatar_teacher_config, ("student", "toy"): minatar_student_config}
     if (role, family) not in makers:
         raise ValueError(f"no default network for role {role!r} and family {family!r}")
     return makers[role, family](obs_shape, num_actions, **overrides)

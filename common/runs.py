@@ -1,0 +1,153 @@
+"""Run bookkeeping shared by the training scripts: run names, atomic checkpoints, RNG states, replay on disk,
+TensorBoard (+ optional wandb) logging.
+
+Checkpoints hold only tensors and plain Python values, so they load with `torch.load(..., weights_only=True)`.
+Replay segments are written once each, as `replay/<first id>.npz`, when they enter the buffer; the checkpoint keeps
+the index (which segments are live, their priorities). Segment files of evicted segments are deleted only after the
+next checkpoint no longer needs them, so a run killed at any moment resumes from its last checkpoint with the
+replay that checkpoint describes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.replay import ReplayBuffer, Segment
+
+
+def make_run_name(env_id: str, exp_name: str, seed: int) -> str:
+    return f"{env_id.replace('/', '-')}__{exp_name}__{seed}__{int(time.time())}"
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """Write to a temporary file and rename: a reader (or a resume after kill -9) never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, kind: str) -> dict:
+    """Load a checkpoint written by ez-distill with weights_only=True; `kind` is 'teacher' or 'student'."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not one of ours"
+        raise SystemExit(f"{path} is not an ez-distill checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
+        found = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise SystemExit(f"{path} is not a {kind} checkpoint (found {found!r})")
+    return ckpt
+
+
+# ---------------------------------------------------------------------------------------------------------
+# RNG states (numpy Generator, torch CPU and CUDA)
+# ---------------------------------------------------------------------------------------------------------
+def rng_state(rng: np.random.Generator) -> dict:
+    state = {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state["numpy"]
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Replay on disk
+# ---------------------------------------------------------------------------------------------------------
+class ReplayStore:
+    """Mirrors a ReplayBuffer into `<run>/replay/`: one file per segment, written when it is pushed."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir) / "replay"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.pending_delete: list[int] = []
+
+    def path(self, first_id: int) -> Path:
+        return self.dir / f"{first_id:010d}.npz"
+
+    def push(self, buffer: ReplayBuffer, seg: Segment) -> None:
+        self.path(buffer.total_pushed).unlink(missing_ok=True)
+        seg.save(self.path(buffer.total_pushed))
+        self.pending_delete += buffer.push(seg)
+
+    def index(self, buffer: ReplayBuffer) -> dict:
+        """What a checkpoint stores about the replay."""
+        return {"first_ids": list(buffer.first_ids), "priorities": torch.from_numpy(buffer.priorities.copy()),
+                "first_live_id": buffer.first_live_id, "total_pushed": buffer.total_pushed,
+                "capacity": buffer.capacity, "alpha": buffer.alpha}
+
+    def after_checkpoint(self) -> None:
+        """The new checkpoint no longer refers to evicted segments: their files can go."""
+        for first_id in self.pending_delete:
+            self.path(first_id).unlink(missing_ok=True)
+        self.pending_delete = []
+
+    def restore(self, index: dict) -> ReplayBuffer:
+        """Rebuild the buffer a checkpoint describes; delete segment files it does not know (written after it)."""
+        buf = ReplayBuffer(capacity=index["capacity"], alpha=index["alpha"])
+        wanted = set(index["first_ids"])
+        for first_id in index["first_ids"]:
+            p = self.path(first_id)
+            if not p.is_file():
+                raise SystemExit(f"replay segment {p} named by the checkpoint is missing; cannot resume")
+            buf.segments.append(Segment.load(p))
+        buf.first_ids = list(index["first_ids"])
+        buf.priorities = index["priorities"].numpy().astype(np.float64)
+        buf.first_live_id, buf.total_pushed = index["first_live_id"], index["total_pushed"]
+        for p in self.dir.glob("*.npz"):
+            if p.name.endswith(".tmp.npz") or int(p.stem) not in wanted:
+                p.unlink()
+        if sum(s.length for s in buf.segments) != len(buf.priorities):
+            raise SystemExit("replay index and segment files disagree; cannot resume")
+        return buf
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------------------------------------
+def hparams_markdown(args) -> str:
+    rows = "\n".join(f"|{k}|{v}|" for k, v in sorted(vars(args).items()))
+    return "|param|value|\n|-|-|\n" + rows
+
+
+class Logger:
+    """TensorBoard scalars under the run directory; mirrors them to wandb when `track` is set."""
+
+    def __init__(self, run_dir: Path, args, track: bool = False, project: str = "ez-distill",
+                 entity: str | None = None, run_name: str = "", resume: bool = False):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.wandb = None
+        if track:
+            try:
+                import wandb
+            except ImportError:
+                raise SystemExit("--track needs wandb: pip install wandb") from None
+            self.wandb = wandb.init(project=project, entity=entity, name=run_name, config=vars(args),
+                                    sync_tensorboard=True, resume="allow" if resume else None)
+        self.writer = SummaryWriter(str(run_dir))
+        if not resume:
+            self.writer.add_text("hyperparameters", hparams_markdown(args))
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for k, v in values.items():
+            self.writer.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()

@@ -1,0 +1,133 @@
+"""Stage 1 end to end: smoke run on a real Atari game, resume after SIGKILL, bad input."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.networks import EfficientZeroNet, NetConfig
+from common.runs import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "01_pretrain_teacher.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg"}
+
+TINY_ATARI = ["--env-id", "Pong", "--total-env-steps", "160", "--random-transitions", "80", "--train-updates", "4",
+              "--extra-updates", "2", "--batch-size", "8", "--num-simulations", "2", "--segment-length", "20",
+              "--channels", "16", "--lstm-hidden", "32", "--final-eval-episodes", "2", "--eval-max-steps", "30",
+              "--eval-interval", "3", "--eval-episodes", "1", "--checkpoint-interval", "2", "--no-progress"]
+
+MINATAR = ["--env-id", "MinAtar/Breakout-v1", "--random-transitions", "100", "--batch-size", "16",
+           "--num-simulations", "2", "--segment-length", "30", "--channels", "8", "--lstm-hidden", "16",
+           "--final-eval-episodes", "0", "--eval-interval", "0", "--no-progress", "--threads", "1"]
+
+
+def run(args, tmp_path, **kw):
+    return subprocess.run([sys.executable, SCRIPT, "--run-dir", str(tmp_path), *args], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=kw.pop("timeout", 600), **kw)
+
+
+def only_run_dir(tmp_path) -> Path:
+    (d,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    return d
+
+
+def test_smoke_atari_writes_loadable_checkpoint_and_eval(tmp_path):
+    r = run(TINY_ATARI, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = only_run_dir(tmp_path)
+    ckpt = load_checkpoint(d / "teacher.pt", "teacher")  # weights_only=True
+    assert ckpt["counters"]["updates"] == 6 and ckpt["counters"]["env_steps"] >= 160
+    net = EfficientZeroNet(NetConfig.from_dict(ckpt["config"]))
+    net.load_state_dict(ckpt["model"])  # the network is rebuilt from the checkpoint alone
+    assert net.config.obs_shape == (12, 96, 96) and net.config.channels == 16
+    ev = json.loads((d / "eval.json").read_text())
+    assert ev["episodes"] == 2 and len(ev["scores"]) == 2 and ev["seeds"] == [0, 1] and "hns" in ev
+    assert ev["updates"] == 6
+    assert list(d.glob("events.out.tfevents.*"))
+    assert "final evaluation (2 episodes)" in r.stdout
+
+
+def test_resume_after_sigkill_continues_counters_and_replay(tmp_path):
+    args = MINATAR + ["--total-env-steps", "3000", "--train-updates", "400", "--extra-updates", "0",
+                      "--checkpoint-interval", "20"]
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--run-dir", str(tmp_path), *args], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    ckpt_file = None
+    try:
+        while time.time() < deadline:  # wait until a checkpoint past 40 updates exists, then kill -9 mid-run
+            time.sleep(1)
+            dirs = [p for p in tmp_path.iterdir() if p.is_dir()]
+            if dirs and (dirs[0] / "teacher.pt").exists():
+                ckpt_file = dirs[0] / "teacher.pt"
+                if load_checkpoint(ckpt_file, "teacher")["counters"]["updates"] >= 40:
+                    break
+            assert proc.poll() is None, proc.stdout.read()
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ckpt_file is not None
+    before = load_checkpoint(ckpt_file, "teacher")
+    stored = len(before["replay"]["priorities"])
+    assert 0 < before["counters"]["updates"] < 400
+
+    r = run(args + ["--resume", str(ckpt_file.parent)], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"resumed .*: ([\d,]+) updates, ([\d,]+) env steps, replay ([\d,]+) transitions", r.stdout)
+    assert m, r.stdout
+    assert int(m.group(1).replace(",", "")) == before["counters"]["updates"]
+    assert int(m.group(3).replace(",", "")) == stored  # the replay the checkpoint described, nothing lost
+    after = load_checkpoint(ckpt_file, "teacher")
+    assert after["counters"]["updates"] == 400 and after["counters"]["resumes"] == 1
+    assert after["counters"]["env_steps"] >= before["counters"]["env_steps"]
+    assert after["replay"]["total_pushed"] >= before["replay"]["total_pushed"]
+    # every segment the final index names is on disk, and nothing else is
+    names = {f"{i:010d}.npz" for i in after["replay"]["first_ids"]}
+    assert names == {p.name for p in (ckpt_file.parent / "replay").glob("*.npz")}
+
+
+def test_resume_with_other_flags_is_refused(tmp_path):
+    r = run(MINATAR + ["--total-env-steps", "300", "--train-updates", "2", "--extra-updates", "0"], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = only_run_dir(tmp_path)
+    r = run(MINATAR + ["--total-env-steps", "300", "--train-updates", "2", "--extra-updates", "0",
+                       "--batch-size", "32", "--resume", str(d)], tmp_path)
+    assert r.returncode != 0 and "--batch-size: run has 16, you gave 32" in r.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--env-id", "NotAGame"], "unknown game"),
+    (["--num-simulations", "0"], "--num-simulations must be >= 1"),
+    (["--batch-size", "5000", "--total-env-steps", "1000"], "larger than the buffer can serve"),
+    (["--reanalyse-fraction", "1.5"], "--reanalyse-fraction must be in [0, 1]"),
+])
+def test_bad_flags_fail_fast(tmp_path, flags, message):
+    r = run(MINATAR + flags, tmp_path, timeout=60)
+    assert r.returncode != 0 and message in r.stderr + r.stdout
+
+
+def test_nan_loss_stops_with_the_term_named(tmp_path):
+    r = run(MINATAR + ["--total-env-steps", "400", "--train-updates", "50", "--extra-updates", "0",
+                       "--lr", "1e30", "--lr-warmup", "1", "--max-grad-norm", "1e30", "--checkpoint-interval", "1000"],
+            tmp_path)
+    assert r.returncode != 0
+    assert "non-finite loss at update" in r.stderr and "last good checkpoint" in r.stderr
+    assert not (only_run_dir(tmp_path) / "teacher.pt").exists()  # no checkpoint of a broken network
+
+
+def test_checkpoint_loader_rejects_foreign_files(tmp_path):
+    torch.save({"kind": "student"}, tmp_path / "s.pt")
+    with pytest.raises(SystemExit, match="is not a teacher checkpoint"):
+        load_checkpoint(tmp_path / "s.pt", "teacher")
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(SystemExit, match="is not an ez-distill checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt", "teacher")
