@@ -306,7 +306,7 @@ if __name__ == "__main__":
     # =========================================================================================================
     # ALGO LOGIC: the training loop
     # =========================================================================================================
-    while counters["updates"] < total_updates:
+    while counters["updates"] < total_updates or counters["env_steps"] < args.total_env_steps:
         updates = counters["updates"]
         collecting = counters["env_steps"] < args.total_env_steps
 
@@ -338,8 +338,12 @@ if __name__ == "__main__":
             # Updates due so far: train_updates spread evenly over the agent steps left once learning started.
             start = counters["learn_start_env_steps"]
             frac = (counters["env_steps"] - start) / max(1, args.total_env_steps - start)
-            due = min(args.train_updates, math.ceil(args.train_updates * min(1.0, frac)))
+            due = min(args.train_updates, math.floor(args.train_updates * min(1.0, frac)))
         else:
+            if len(replay) == 0:
+                raise SystemExit("collection ended without a single stored segment (trajectories are stored when "
+                                 "they end or reach --segment-length); raise --total-env-steps or lower "
+                                 "--segment-length")
             due = total_updates
 
         while counters["updates"] < due:

@@ -17,9 +17,16 @@ $(STAMP): requirements.txt
 test: venv
 	$(BIN)/python -m pytest -q
 
-# End to end at CPU scale with whatever stages exist so far: today the deployment-cost profile of the teacher and
-# the student (Atari and MinAtar networks). Grows as stages 1-3 land.
+# End to end at CPU scale with the stages that exist so far: stage 1 trains a small teacher on the toy game
+# Toy/Catch-v0 and evaluates it (~3 min on 2 cores; runs/Toy-Catch-v0__demo__1__<time>/eval.json), then the
+# deployment-cost profile of the teacher and the student (Atari and MinAtar networks). Grows as stages 2-3 land.
+DEMO_TEACHER := --env-id Toy/Catch-v0 --exp-name demo --total-env-steps 2000 --random-transitions 1000 \
+	--train-updates 1500 --extra-updates 0 --batch-size 32 --num-simulations 20 --segment-length 50 --channels 16 \
+	--lstm-hidden 32 --reanalyse-fraction 0 --lr-warmup 50 --target-update-interval 50 --eval-interval 500 \
+	--eval-episodes 16 --final-eval-episodes 64
+
 demo: venv
+	$(BIN)/python 01_pretrain_teacher.py $(DEMO_TEACHER)
 	$(BIN)/python -m common.profile --num-actions 18 --json-out results/profile_atari.json
 	$(BIN)/python -m common.profile --scale minatar --num-actions 3 --json-out results/profile_minatar.json
 

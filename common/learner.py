@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.distill import Unroll
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, scalar_to_support, support_to_scalar
 from common.replay import RawBatch, value_prefix_targets, value_targets
@@ -141,8 +142,9 @@ def _halve_gradient(x: torch.Tensor) -> torch.Tensor:
 
 
 def unrolled_loss(net: EfficientZeroNet, batch: Targets, cfg: LossConfig, rng: np.random.Generator,
-                  autocast: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-    """Returns (loss, per-term means, predicted root value v_0 [B]).
+                  autocast: bool = False, return_steps: bool = False):
+    """Returns (loss, per-term means, predicted root value v_0 [B]) and, with return_steps, also
+    (the augmented float input [B, C, H, W], a `common.distill.Unroll` of the per-step outputs) for distillation.
 
     loss = mean_b w_b * [1 x sum_{k=1..K} CE(prefix) + 1 x sum_{k=0..K} CE(policy) + 0.25 x sum_{k=0..K} CE(value)
     + 2 x sum_{k=1..K} -cos(pred(proj(s_k)), sg(proj(h(o_{t+k}))))], with terms at k >= 1 masked past the end.
@@ -175,6 +177,7 @@ def unrolled_loss(net: EfficientZeroNet, batch: Targets, cfg: LossConfig, rng: n
     consistency_loss = torch.zeros(B, device=device)
     latent = out.latent
     lstm_state = net.initial_lstm_state(B, device)
+    steps = Unroll([out.latent], [], [], [out.policy_logits], [out.value_logits])
     for k in range(1, K + 1):
         with amp:
             step = net.recurrent_inference(latent, lstm_state, batch.actions[:, k - 1])
@@ -184,6 +187,11 @@ def unrolled_loss(net: EfficientZeroNet, batch: Targets, cfg: LossConfig, rng: n
         policy_loss = policy_loss + soft_cross_entropy(step.policy_logits, batch.policy[:, k]) * m
         value_loss = value_loss + soft_cross_entropy(step.value_logits, value_support[:, k]) * m
         consistency_loss = consistency_loss - F.cosine_similarity(proj.float(), target_proj[:, k - 1], dim=-1) * m
+        steps.latents.append(step.latent)
+        steps.hidden.append(step.lstm_state[0])
+        steps.cell.append(step.lstm_state[1])
+        steps.policy_logits.append(step.policy_logits)
+        steps.value_logits.append(step.value_logits)
         latent = _halve_gradient(step.latent)
         lstm_state = step.lstm_state
         if k % cfg.value_prefix_horizon == 0:
@@ -194,6 +202,8 @@ def unrolled_loss(net: EfficientZeroNet, batch: Targets, cfg: LossConfig, rng: n
     loss = (batch.weights * per_sample).mean()
     terms = {"value_prefix": prefix_loss.mean(), "policy": policy_loss.mean(), "value": value_loss.mean(),
              "consistency": consistency_loss.mean(), "total": loss}
+    if return_steps:
+        return loss, terms, value0, obs0, steps
     return loss, terms, value0
 
 

@@ -282,3 +282,24 @@ def test_real_atari_train_cap_truncates_and_restarts_the_game():
     assert step == 25 and trunc and not term and info["episode"]["l"] == 25
     env.reset()
     assert env.game_steps == 0 and env.game_score == 0.0
+
+
+def test_toy_catch_rules():
+    from common.envs import make_env
+
+    env = make_env("Toy/Catch-v0", mode="train", seed=3)
+    frame = env.reset()
+    assert env.family == "toy" and env.num_actions == 3 and frame.shape == (2, 10, 5) and env.obs_shape == (8, 10, 5)
+    col = int(np.argmax(frame[0, 0]))
+    rewards = []
+    for t in range(9):  # steer under the ball, then stay
+        frame, r, terminated, truncated, info = env.step(int(np.sign(col - env.paddle)) + 1)
+        rewards.append(r)
+        assert terminated == (t == 8) and not truncated
+    assert rewards == [0.0] * 8 + [1.0] and info["episode"] == {"r": 1.0, "l": 9}
+    env.reset()
+    for _ in range(9):  # run to the far side from the ball: always a miss
+        _, r, terminated, _, _ = env.step(0 if env.ball_col >= 2 else 2)
+    assert terminated and r == -1.0
+    with pytest.raises(ValueError, match="unknown toy game"):
+        make_env("Toy/Pong-v0")

@@ -1,0 +1,150 @@
+"""Distillation terms of stage 2 (SPEC section 8; the seed paper's section 4).
+
+The frozen teacher is unrolled over the same (augmented) observation and the same K actions as the student; the
+student's per-step outputs come from `common.learner.unrolled_loss(..., return_steps=True)`. Terms, each summed
+over the unroll steps like the task terms (steps k >= 1 masked past the trajectory end) and averaged over the batch:
+
+    response  tau^2 KL(softmax(z_T / tau) || softmax(z_S / tau))               k = 0..K  (policy logits z)
+              or KL(pi_search_T || softmax(z_S / tau)) with the teacher's search as the target
+    feature   MSE(A_s(s_S,k), s_T,k)                                            k = 0..K  (latents, L_feature[0])
+              MSE(A_h(h_S,k), h_T,k) + MSE(A_c(c_S,k), c_T,k)                   k = 1..K  (LSTM, L_feature[1])
+    value     CE(two-hot of the teacher's value on the student's support, student value logits)   k = 0..K
+
+A_* are the FeatureAdapter's 1x1 conv / linear maps (identity when the widths already match).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from common.networks import EfficientZeroNet, FeatureAdapter, scalar_to_support, support_to_scalar
+
+
+@dataclass
+class Unroll:
+    """Per-step outputs of an unroll: latents and logits at k = 0..K, LSTM (h, c) after steps k = 1..K."""
+
+    latents: list[torch.Tensor]
+    hidden: list[torch.Tensor]
+    cell: list[torch.Tensor]
+    policy_logits: list[torch.Tensor]
+    value_logits: list[torch.Tensor]
+
+
+@torch.no_grad()
+def teacher_unroll(teachers: list[EfficientZeroNet], obs: torch.Tensor, actions: torch.Tensor,
+                   horizon: int = 5) -> list[Unroll]:
+    """Each (frozen, eval-mode) teacher unrolled from float observations [B, C, H, W] with actions [B, K]. The LSTM
+    state is reset every `horizon` steps, as in training and search."""
+    out = []
+    for teacher in teachers:
+        init = teacher.initial_inference(obs)
+        u = Unroll([init.latent], [], [], [init.policy_logits], [init.value_logits])
+        latent, state = init.latent, teacher.initial_lstm_state(obs.shape[0], obs.device)
+        for k in range(1, actions.shape[1] + 1):
+            step = teacher.recurrent_inference(latent, state, actions[:, k - 1])
+            latent, state = step.latent, step.lstm_state
+            u.latents.append(step.latent)
+            u.hidden.append(step.lstm_state[0])
+            u.cell.append(step.lstm_state[1])
+            u.policy_logits.append(step.policy_logits)
+            u.value_logits.append(step.value_logits)
+            if k % horizon == 0:
+                state = teacher.initial_lstm_state(obs.shape[0], obs.device)
+        out.append(u)
+    return out
+
+
+def mean_softmax(logits: list[torch.Tensor], tau: float) -> torch.Tensor:
+    """Average of the teachers' tempered policies (an ensemble of one is just its softmax)."""
+    return torch.stack([F.softmax(z.float() / tau, dim=-1) for z in logits]).mean(0)
+
+
+def kl_to_student(target_probs: torch.Tensor, student_logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """KL(target || softmax(z_S / tau)) per sample; zero-probability targets contribute 0."""
+    log_s = F.log_softmax(student_logits.float() / tau, dim=-1)
+    t = target_probs.float()
+    return (t * (torch.log(t.clamp_min(1e-12)) - log_s)).sum(-1)
+
+
+def mse_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    response_weight: float = 1.0
+    tau: float = 1.0
+    feature_latent_weight: float = 1.0
+    feature_lstm_weight: float = 1.0
+    value_weight: float = 0.0
+
+
+def distillation_terms(student: Unroll, teachers: list[Unroll], mask: torch.Tensor, cfg: DistillConfig,
+                       adapter: FeatureAdapter | None, student_support: int, teacher_support: int,
+                       search_policy: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-sample distillation losses [B] (unweighted), each summed over the unroll like the task terms.
+
+    mask [B, K+1]: 1 where step k follows a real transition. search_policy [B, K+1, A]: the teacher's search
+    visit distribution to use as the response target instead of its raw policy (already an ensemble average).
+    Only the terms with a non-zero weight are computed."""
+    K1 = len(student.latents)
+    B = mask.shape[0]
+    zero = torch.zeros(B, device=mask.device)
+    out: dict[str, torch.Tensor] = {}
+    if cfg.response_weight:
+        resp = zero
+        for k in range(K1):
+            target = (search_policy[:, k] if search_policy is not None
+                      else mean_softmax([t.policy_logits[k] for t in teachers], cfg.tau))
+            term = cfg.tau ** 2 * kl_to_student(target, student.policy_logits[k], cfg.tau)
+            if search_policy is not None:
+                # rows past the end have an all-zero search target: nothing to match there
+                term = term * (search_policy[:, k].sum(-1) > 0)
+            resp = resp + term * mask[:, k]
+        out["response"] = resp
+    if cfg.feature_latent_weight:
+        feat = zero
+        for k in range(K1):
+            s = adapter.latent(student.latents[k]) if adapter is not None else student.latents[k]
+            t = torch.stack([u.latents[k] for u in teachers]).mean(0)
+            feat = feat + mse_per_sample(s, t) * mask[:, k]
+        out["feature_latent"] = feat
+    if cfg.feature_lstm_weight:
+        feat = zero
+        for k in range(1, K1):
+            h, c = student.hidden[k - 1], student.cell[k - 1]
+            if adapter is not None:
+                h, c = adapter.hidden(h), adapter.cell(c)
+            th = torch.stack([u.hidden[k - 1] for u in teachers]).mean(0)
+            tc = torch.stack([u.cell[k - 1] for u in teachers]).mean(0)
+            feat = feat + (mse_per_sample(h, th) + mse_per_sample(c, tc)) * mask[:, k]
+        out["feature_lstm"] = feat
+    if cfg.value_weight:
+        val = zero
+        for k in range(K1):
+            v = torch.stack([support_to_scalar(u.value_logits[k], teacher_support) for u in teachers]).mean(0)
+            target = scalar_to_support(v, student_support)
+            val = val - (target * F.log_softmax(student.value_logits[k].float(), -1)).sum(-1) * mask[:, k]
+        out["value"] = val
+    return out
+
+
+def agreement(student: Unroll, teachers: list[Unroll]) -> tuple[float, float]:
+    """Root (k = 0) action agreement of the argmax policies and Jensen-Shannon divergence (nats), batch means."""
+    p = F.softmax(student.policy_logits[0].float(), -1)
+    q = mean_softmax([t.policy_logits[0] for t in teachers], 1.0)
+    agree = (p.argmax(-1) == q.argmax(-1)).float().mean().item()
+    return agree, js_divergence(p, q).mean().item()
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    m = 0.5 * (p + q)
+
+    def kl(a, b):
+        return (a * (torch.log(a.clamp_min(1e-12)) - torch.log(b.clamp_min(1e-12)))).sum(-1)
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
