@@ -23,178 +23,20 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from common.envs import human_normalized_score, load_reference_scores, make_env
+from common.args import RESUMABLE_CHANGES, TrainArgs, check_train_args
+from common.envs import make_env
 from common.learner import LossConfig, learning_rate, make_targets, unrolled_loss, visit_temperature
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
 from common.replay import ReplayBuffer, beta_schedule, gather_batch
-from common.runs import (Logger, ReplayStore, atomic_torch_save, load_checkpoint, make_run_name, rng_state,
-                         set_rng_state)
+from common.runs import (Logger, ReplayStore, atomic_torch_save, eval_summary, load_checkpoint, make_run_name,
+                         pick_device, rng_state, set_rng_state)
 from common.selfplay import SelfPlay, evaluate
 
 
 @dataclass
-class Args:
-    # --- run -------------------------------------------------------------------------------------------------
-    env_id: str = "Breakout"
-    """game: an Atari name (`Breakout`, `ALE/Breakout-v5`, `BreakoutNoFrameskip-v4`) or `MinAtar/<Game>-v1`"""
-    seed: int = 1
-    """seed of the run (environments, network init, sampling, search)"""
-    exp_name: str = "teacher"
-    """name of this experiment, part of the run name `<env>__<exp_name>__<seed>__<time>`"""
-    run_dir: str = "runs"
-    """parent directory of the run directory"""
-    resume: str | None = None
-    """continue the run in this directory (e.g. `runs/Breakout__teacher__1__1700000000`); give the same flags"""
-    device: str = "auto"
-    """`auto` (CUDA when available), `cpu`, `cuda`, `cuda:1`, ..."""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)"""
-    amp: bool = True
-    """mixed precision (float16 autocast + grad scaling) on CUDA; ignored on CPU"""
-    track: bool = False
-    """mirror the logs to Weights & Biases (needs `pip install wandb`)"""
-    wandb_project_name: str = "ez-distill"
-    """wandb project"""
-    wandb_entity: str | None = None
-    """wandb entity (team)"""
-    progress: bool = True
-    """show the tqdm progress bar"""
-
-    # --- schedule (SPEC section 7) ---------------------------------------------------------------------------
-    total_env_steps: int = 100_000
-    """agent steps collected in all (Atari 100k: 100k steps = 400k frames)"""
-    num_envs: int = 4
-    """parallel self-play environments, searched as one batch"""
-    random_transitions: int = 2_000
-    """uniformly random actions for the first this many agent steps"""
-    train_updates: int = 100_000
-    """updates spread evenly over collection (~1 per agent step after the random ones)"""
-    extra_updates: int = 20_000
-    """updates after collection ends (the paper's 20k; 120k updates in total)"""
-    target_update_interval: int = 200
-    """updates between refreshes of the target network (used for reanalysis)"""
-
-    # --- learner ---------------------------------------------------------------------------------------------
-    batch_size: int = 256
-    """samples per update"""
-    num_unroll_steps: int = 5
-    """K: unrolled dynamics steps per sample"""
-    td_steps: int = 5
-    """n of the n-step value target for fresh data"""
-    td_age_per_step: int = 30_000
-    """off-policy correction: n shrinks by 1 per this many transitions of age (never below 1)"""
-    lr: float = 0.2
-    """SGD learning rate after warm-up"""
-    lr_warmup: int = 1_000
-    """linear warm-up updates"""
-    lr_decay_steps: int = 100_000
-    """the learning rate is multiplied by lr_decay_rate every this many updates"""
-    lr_decay_rate: float = 0.1
-    """learning-rate decay factor"""
-    momentum: float = 0.9
-    """SGD momentum"""
-    weight_decay: float = 1e-4
-    """SGD weight decay"""
-    max_grad_norm: float = 5.0
-    """gradient-norm clipping"""
-    value_prefix_weight: float = 1.0
-    """loss weight of the value-prefix cross-entropy"""
-    policy_weight: float = 1.0
-    """loss weight of the policy cross-entropy"""
-    value_weight: float = 0.25
-    """loss weight of the value cross-entropy"""
-    consistency_weight: float = 2.0
-    """loss weight of the SimSiam temporal consistency"""
-    augment: bool | None = None
-    """random shift (+-4 px) and intensity on learner inputs; default: on for Atari, off for MinAtar (10x10)"""
-
-    # --- replay and reanalysis (SPEC section 6) --------------------------------------------------------------
-    replay_capacity: int = 100_000
-    """transitions kept (the whole 100k run by default)"""
-    segment_length: int = 400
-    """transitions per stored game segment"""
-    priority_alpha: float = 0.6
-    """PER exponent"""
-    priority_beta: float = 0.4
-    """initial importance-sampling exponent, annealed to 1 over training"""
-    reanalyse_fraction: float = 0.99
-    """fraction of each batch whose policy targets come from a fresh search with the target network"""
-
-    # --- search (SPEC section 5) -----------------------------------------------------------------------------
-    num_simulations: int = 50
-    """MCTS simulations per search (self-play, reanalysis, evaluation)"""
-    search_chunk_size: int | None = None
-    """at most this many roots per network call (bounds GPU memory in reanalysis); default: all at once"""
-
-    # --- network ---------------------------------------------------------------------------------------------
-    channels: int | None = None
-    """latent channels (default: 64 on Atari, 32 on MinAtar)"""
-    lstm_hidden: int | None = None
-    """value-prefix LSTM width (default: 512 on Atari, 128 on MinAtar)"""
-
-    # --- evaluation and checkpoints --------------------------------------------------------------------------
-    eval_interval: int = 10_000
-    """updates between evaluations during training (0: none)"""
-    eval_episodes: int = 8
-    """episodes per evaluation during training (seeds 1000..)"""
-    final_eval_episodes: int = 32
-    """episodes of the final evaluation, seeds 0..n-1 (SPEC section 2)"""
-    eval_max_steps: int = 27_000
-    """agent-step cap of an evaluation episode"""
-    checkpoint_interval: int = 1_000
-    """updates between checkpoints"""
-
-
-# Flags that may change when a run is resumed; every other flag must match the stored run.
-RESUMABLE_CHANGES = {"resume", "device", "threads", "track", "wandb_project_name", "wandb_entity", "progress",
-                     "eval_interval", "eval_episodes", "final_eval_episodes", "eval_max_steps", "checkpoint_interval",
-                     "search_chunk_size", "run_dir"}
-
-
-def check_args(args: Args) -> None:
-    problems = []
-    if args.num_simulations < 1:
-        problems.append("--num-simulations must be >= 1")
-    if args.num_envs < 1:
-        problems.append("--num-envs must be >= 1")
-    if args.batch_size < 1:
-        problems.append("--batch-size must be >= 1")
-    if args.batch_size > min(args.replay_capacity, args.total_env_steps):
-        problems.append(f"--batch-size {args.batch_size} is larger than the buffer can serve "
-                        f"(min of --replay-capacity {args.replay_capacity} and "
-                        f"--total-env-steps {args.total_env_steps})")
-    if not 0 <= args.reanalyse_fraction <= 1:
-        problems.append("--reanalyse-fraction must be in [0, 1]")
-    if args.random_transitions >= args.total_env_steps:
-        problems.append("--random-transitions must be smaller than --total-env-steps")
-    if args.train_updates < 0 or args.extra_updates < 0 or args.train_updates + args.extra_updates < 1:
-        problems.append("--train-updates and --extra-updates must be >= 0 and give at least one update")
-    if args.num_unroll_steps < 1 or args.td_steps < 1:
-        problems.append("--num-unroll-steps and --td-steps must be >= 1")
-    if args.segment_length < 1:
-        problems.append("--segment-length must be >= 1")
-    if args.final_eval_episodes < 0 or args.eval_episodes < 0:
-        problems.append("evaluation episode counts must be >= 0")
-    if problems:
-        raise SystemExit("bad arguments:\n  " + "\n  ".join(problems))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
-def eval_summary(result: dict, game: str, family: str) -> dict:
-    scores = np.asarray(result["scores"])
-    out = {**result, "mean": float(scores.mean()), "std": float(scores.std()), "episodes": len(scores)}
-    table = load_reference_scores()
-    if family == "atari" and game in table:
-        out["hns"] = human_normalized_score(game, out["mean"], table)
-    return out
+class Args(TrainArgs):
+    """Every flag of stage 1 is a shared training flag (common/args.py): the teacher has nothing of its own."""
 
 
 def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: dict, args: Args, rng, store,
@@ -217,7 +59,7 @@ def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: di
 # =============================================================================================================
 if __name__ == "__main__":
     args = tyro.cli(Args, description=__doc__)
-    check_args(args)
+    check_train_args(args)
     device = pick_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)

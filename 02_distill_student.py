@@ -1,43 +1,454 @@
-"""Stage 2 — distil a compressed student (MobileNetV2 inverted-residual blocks) from a frozen teacher.
+"""Stage 2 — distil a compressed student (MobileNetV2 inverted-residual blocks, smaller LSTM and projection) from
+a frozen EfficientZero teacher written by stage 1.
 
-What this script will do (SPEC sections 4 and 8): load `--teacher runs/<run>/teacher.pt` (its network config is
-inside), freeze it, and train the student with its own EfficientZero loss on its own self-play data plus
-response-based distillation (the teacher's policy, temperature tau) and feature-based distillation (hidden states
-and the value-prefix LSTM's hidden and cell states), then write `runs/<run_name>/student.pt`.
+    load + freeze the teacher(s), evaluate them briefly -> [optional: fill the replay with the teacher's play]
+    -> collect with the student's own search -> sample -> reanalyse with the student's target network
+    -> student task loss (stage 1's loss on its own targets) + distillation on the same batch:
+       response  tau^2 KL(softmax(z_T/tau) || softmax(z_S/tau)) at k = 0..K (or the teacher's search as target)
+       feature   MSE(latents) at k = 0..K + MSE(LSTM h) + MSE(LSTM c) at k = 1..K, through adapters if widths differ
+       value     (optional) CE against the teacher's value
+    -> SGD step -> priorities -> target refresh -> log -> evaluate -> checkpoint
 
-Status: distillation lands with issue #5. Today the script resolves the game, builds the default student and
-prints its size next to the teacher architecture it will be distilled from.
+Writes `runs/<run_name>/student.pt` (config, weights, adapters, optimizer, counters, RNG states, replay index),
+the replay, TensorBoard logs and the final 32-episode `eval.json`. Every distillation term has its own weight
+(0 switches it off), so the ablation no-KD / response / feature / both is four command lines (README).
 """
 
-from dataclasses import dataclass
+from __future__ import annotations
 
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
 import tyro
+from tqdm import tqdm
 
+from common.args import RESUMABLE_CHANGES, TrainArgs, check_train_args
+from common.distill import DistillConfig, agreement, distillation_terms, load_teacher, teacher_unroll
 from common.envs import make_env
-from common.networks import EfficientZeroNet, count_acting_params, count_params, default_config
+from common.learner import LossConfig, learning_rate, make_targets, unrolled_loss, visit_temperature
+from common.mcts import MCTSConfig
+from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, count_acting_params, count_params,
+                             default_config)
+from common.replay import ReplayBuffer, beta_schedule, gather_batch
+from common.runs import (Logger, ReplayStore, atomic_torch_save, eval_summary, load_checkpoint, make_run_name,
+                         pick_device, rng_state, set_rng_state)
+from common.search import run_search
+from common.selfplay import SelfPlay, evaluate
 
 
 @dataclass
-class Args:
-    teacher: str | None = None
-    """path of the teacher checkpoint written by 01_pretrain_teacher.py (required once stage 2 lands)"""
-    env_id: str = "Breakout"
-    """game: an Atari name (`Breakout`, `ALE/Breakout-v5`) or `MinAtar/<Game>-v1`"""
-    seed: int = 1
-    """seed of the run"""
+class Args(TrainArgs):
     exp_name: str = "student"
-    """name of this experiment, part of the run name"""
+    """name of this experiment, part of the run name `<env>__<exp_name>__<seed>__<time>`"""
+
+    # --- teacher ---------------------------------------------------------------------------------------------
+    teacher: list[str] = field(default_factory=list)
+    """path(s) to teacher.pt written by 01_pretrain_teacher.py (required); several = an averaged ensemble"""
+    teacher_eval_episodes: int = 8
+    """episodes of the teacher's evaluation at the start (seeds 2000..; its return is logged next to the student's)"""
+    data: str = "self-play"
+    """`self-play`: the student collects its own data within the same budget (the paper's setting).
+    `teacher-buffer`: first fill the replay with --teacher-buffer-steps of the teacher's play (QDagger-style
+    offline start; these are EXTRA environment steps on top of --total-env-steps)"""
+    teacher_buffer_steps: int = 10_000
+    """agent steps the teacher plays to fill the replay when --data teacher-buffer"""
+
+    # --- student network (defaults: the default student of common/networks.py) ------------------------------
+    student_block: str = "inverted_residual"
+    """block of representation and dynamics: `inverted_residual` (MobileNetV2) or `residual`"""
+    expand_ratio: int | None = None
+    """inverted-residual expansion t (default 2)"""
+    num_blocks: int | None = None
+    """blocks in representation, dynamics and prediction (default 1)"""
+    proj_hidden: int | None = None
+    """SimSiam projection hidden width"""
+    proj_out: int | None = None
+    """SimSiam projection output width"""
+    pred_hidden: int | None = None
+    """SimSiam predictor hidden width"""
+
+    # --- distillation ----------------------------------------------------------------------------------------
+    response_weight: float = 1.0
+    """weight of the response term tau^2 KL(teacher policy || student policy), summed over k = 0..K (0: off)"""
+    tau: float = 1.0
+    """distillation temperature (start value when --tau-end is given)"""
+    tau_end: float | None = None
+    """anneal tau linearly from --tau to this over all updates (default: fixed tau)"""
+    response_target: str = "policy"
+    """`policy`: the teacher's raw policy; `search`: the teacher's MCTS visit distribution (costs a teacher search
+    over all B x (K+1) positions per update)"""
+    feature_latent_weight: float = 1.0
+    """weight of MSE between student and teacher hidden states at k = 0..K (the paper's L_feature[0]; 0: off)"""
+    feature_lstm_weight: float = 1.0
+    """weight of MSE between the value-prefix LSTM's hidden and cell states at k = 1..K (L_feature[1]; 0: off)"""
+    value_distill_weight: float = 0.0
+    """weight of CE between the teacher's value and the student's value distribution (optional; 0: off)"""
+    adapters: bool = True
+    """learn 1x1-conv / linear adapters when student and teacher widths differ (training only, not deployed)"""
+    kd_alpha: float | None = None
+    """use L = alpha L_KD + (1 - alpha) L_task instead of L = L_task + L_KD"""
+    fade_distillation: bool = False
+    """scale the distillation by max(0, 1 - student return / teacher return) over the last 20 games (QDagger)"""
 
 
-def main(args: Args) -> None:
-    env = make_env(args.env_id, mode="train", seed=args.seed)
-    t = EfficientZeroNet(default_config("teacher", env.family, env.obs_shape, env.num_actions))
-    s = EfficientZeroNet(default_config("student", env.family, env.obs_shape, env.num_actions))
-    print(f"game {env.game} ({env.family}), {env.num_actions} actions")
-    print(f"student: {count_params(s):,} parameters ({count_params(s) / count_params(t):.1%} of the default teacher), "
-          f"acting part {count_acting_params(s):,} ({count_acting_params(s) / count_acting_params(t):.1%})")
-    raise SystemExit("02_distill_student.py: distillation is not implemented yet (issue #5)")
+def check_args(args: Args) -> None:
+    check_train_args(args)
+    problems = []
+    if not args.teacher:
+        problems.append("--teacher PATH is required (a teacher.pt written by 01_pretrain_teacher.py)")
+    if args.data not in ("self-play", "teacher-buffer"):
+        problems.append("--data must be `self-play` or `teacher-buffer`")
+    if args.response_target not in ("policy", "search"):
+        problems.append("--response-target must be `policy` or `search`")
+    if args.tau <= 0 or (args.tau_end is not None and args.tau_end <= 0):
+        problems.append("--tau and --tau-end must be > 0")
+    if args.kd_alpha is not None and not 0 <= args.kd_alpha <= 1:
+        problems.append("--kd-alpha must be in [0, 1]")
+    weights = (args.response_weight, args.feature_latent_weight, args.feature_lstm_weight, args.value_distill_weight)
+    if min(weights) < 0:
+        problems.append("distillation weights must be >= 0")
+    if problems:
+        raise SystemExit("bad arguments:\n  " + "\n  ".join(problems))
 
 
+def student_config(args: Args, family: str, obs_shape, num_actions: int) -> NetConfig:
+    knobs = {"block": args.student_block, "channels": args.channels, "lstm_hidden": args.lstm_hidden,
+             "expand_ratio": args.expand_ratio, "num_blocks": args.num_blocks, "proj_hidden": args.proj_hidden,
+             "proj_out": args.proj_out, "pred_hidden": args.pred_hidden}
+    knobs = {k: v for k, v in knobs.items() if v is not None}
+    return default_config("student", family, obs_shape, num_actions, **knobs)
+
+
+@torch.no_grad()
+def teacher_search_policy(teachers, obs: np.ndarray, inside: np.ndarray, mcts: MCTSConfig, rng, chunk_size, amp):
+    """Average over teachers of the visit distribution of a search (no root noise) from each real observation
+    t+k (k = 0..K) inside the trajectory; zeros elsewhere. obs uint8 [B, K+1, ...], inside bool [B, K+1]."""
+    out = np.zeros((*inside.shape, teachers[0].config.num_actions), np.float32)
+    if inside.any():
+        out[inside] = np.mean([run_search(t, obs[inside], mcts, rng=rng, chunk_size=chunk_size, autocast=amp).policy
+                               for t in teachers], axis=0)
+    return out
+
+
+def save_checkpoint(path: Path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store, replay,
+                    teacher_return):
+    atomic_torch_save({
+        "kind": "student",
+        "config": net.config.to_dict(),
+        "model": net.state_dict(),
+        "target_model": target_net.state_dict(),
+        "adapter": adapter.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "counters": dict(counters),
+        "args": asdict(args),
+        "teachers": list(args.teacher),
+        "teacher_return": teacher_return,
+        "rng": rng_state(rng),
+        "replay": store.index(replay),
+    }, path)
+    store.after_checkpoint()
+
+
+# =============================================================================================================
 if __name__ == "__main__":
-    main(tyro.cli(Args, description=__doc__))
+    args = tyro.cli(Args, description=__doc__)
+    check_args(args)
+    device = pick_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    for path in args.teacher:  # fail before creating anything
+        load_checkpoint(Path(path), "teacher")
+
+    # --- run directory: new, or resumed with the same flags -------------------------------------------------
+    if args.resume:
+        run_dir = Path(args.resume)
+        ckpt = load_checkpoint(run_dir / "student.pt", "student")
+        diff = {k: (ckpt["args"].get(k), v) for k, v in asdict(args).items()
+                if k not in RESUMABLE_CHANGES and ckpt["args"].get(k) != v}
+        if diff:
+            lines = "\n  ".join(f"--{k.replace('_', '-')}: run has {a!r}, you gave {b!r}" for k, (a, b) in diff.items())
+            raise SystemExit(f"{run_dir} was trained with other flags; resume with the same ones:\n  {lines}")
+        run_name = run_dir.name
+    else:
+        run_name = make_run_name(args.env_id, args.exp_name, args.seed)
+        run_dir = Path(args.run_dir) / run_name
+        ckpt = None
+
+    # --- seeding ---------------------------------------------------------------------------------------------
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+
+    # --- environments ----------------------------------------------------------------------------------------
+    probe = make_env(args.env_id, mode="train", seed=args.seed)
+    family, game, num_actions, obs_shape = probe.family, probe.game, probe.num_actions, probe.obs_shape
+    probe.close()
+    augment = args.augment if args.augment is not None else family == "atari"
+
+    # --- networks: frozen teacher(s), student, adapters ------------------------------------------------------
+    teachers = [load_teacher(p, obs_shape, num_actions, device) for p in args.teacher]
+    t_cfg = teachers[0].config
+    net_cfg = NetConfig.from_dict(ckpt["config"]) if ckpt else student_config(args, family, obs_shape, num_actions)
+    feature_on = args.feature_latent_weight > 0 or args.feature_lstm_weight > 0
+    widths_differ = (net_cfg.channels, net_cfg.lstm_hidden) != (t_cfg.channels, t_cfg.lstm_hidden)
+    if feature_on and widths_differ and not args.adapters:
+        raise SystemExit(f"feature distillation between widths (channels, LSTM) "
+                         f"{(net_cfg.channels, net_cfg.lstm_hidden)} and the teacher's "
+                         f"{(t_cfg.channels, t_cfg.lstm_hidden)} needs adapters: drop "
+                         "--no-adapters, match the widths, or set --feature-latent-weight 0 --feature-lstm-weight 0")
+    if len({(t.config.channels, t.config.lstm_hidden, t.config.support_size) for t in teachers}) > 1:
+        raise SystemExit("an ensemble of teachers must share latent channels, LSTM width and support size")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    net = EfficientZeroNet(net_cfg).to(device)
+    target_net = EfficientZeroNet(net_cfg).to(device)
+    target_net.load_state_dict(net.state_dict())
+    target_net.eval()
+    adapter = FeatureAdapter(net_cfg, t_cfg).to(device)
+    optimizer = torch.optim.SGD(list(net.parameters()) + list(adapter.parameters()), lr=args.lr,
+                                momentum=args.momentum, weight_decay=args.weight_decay)
+    use_amp = args.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    mcts = MCTSConfig(num_simulations=args.num_simulations)
+    loss_cfg = LossConfig(num_unroll_steps=args.num_unroll_steps, value_prefix_weight=args.value_prefix_weight,
+                          policy_weight=args.policy_weight, value_weight=args.value_weight,
+                          consistency_weight=args.consistency_weight, augment=augment)
+    total_updates = args.train_updates + args.extra_updates
+    pad = args.num_unroll_steps + args.td_steps
+
+    # --- replay and counters (restored on resume) -----------------------------------------------------------
+    store = ReplayStore(run_dir)
+    counters = {"env_steps": 0, "teacher_env_steps": 0, "updates": 0, "episodes": 0, "learn_start_env_steps": -1,
+                "resumes": 0}
+    teacher_return = None
+    if ckpt:
+        net.load_state_dict(ckpt["model"])
+        target_net.load_state_dict(ckpt["target_model"])
+        adapter.load_state_dict(ckpt["adapter"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        counters.update(ckpt["counters"])
+        counters["resumes"] += 1
+        teacher_return = ckpt["teacher_return"]
+        set_rng_state(rng, ckpt["rng"])
+        replay = store.restore(ckpt["replay"])
+        print(f"resumed {run_dir}: {counters['updates']:,} updates, {counters['env_steps']:,} env steps, "
+              f"replay {len(replay):,} transitions")
+    else:
+        replay = ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha)
+    del ckpt
+    logger = Logger(run_dir, args, track=args.track, project=args.wandb_project_name, entity=args.wandb_entity,
+                    run_name=run_name, resume=bool(args.resume))
+    print(f"run {run_dir} | {game} ({family}), {num_actions} actions, input {obs_shape}, device {device}")
+    print(f"teacher: {count_params(teachers[0]):,} parameters ({count_acting_params(teachers[0]):,} acting)"
+          f"{f' x {len(teachers)} (ensemble)' if len(teachers) > 1 else ''}, frozen")
+    print(f"student: {count_params(net):,} parameters ({count_acting_params(net):,} acting) = "
+          f"{count_params(net) / count_params(teachers[0]):.3f} of the teacher; adapters "
+          f"{count_params(adapter):,} parameters (training only)")
+
+    # --- the teacher's score: what the student should reach -------------------------------------------------
+    if teacher_return is None and args.teacher_eval_episodes:
+        res = evaluate(teachers[0], args.env_id, args.teacher_eval_episodes, mcts, first_seed=2000,
+                       max_steps=args.eval_max_steps, rng=np.random.default_rng(args.seed),
+                       chunk_size=args.search_chunk_size, autocast=use_amp)
+        teacher_return = float(np.mean(res["scores"]))
+        print(f"teacher evaluation ({args.teacher_eval_episodes} episodes): {teacher_return:.2f} "
+              f"+- {np.std(res['scores']):.2f}")
+    logger.scalars({"charts/teacher_return": teacher_return or 0.0}, 0)
+
+    # --- optional QDagger-style start: the replay filled by the teacher's own play (extra environment steps) --
+    if args.data == "teacher-buffer" and counters["teacher_env_steps"] < args.teacher_buffer_steps:
+        print(f"filling the replay with {args.teacher_buffer_steps:,} agent steps of the teacher's play "
+              "(extra environment steps, on top of the student's budget)")
+        tplay = SelfPlay(args.env_id, args.num_envs, seed=args.seed * 1000 + 500, segment_length=args.segment_length,
+                         pad=pad)
+        for _ in tqdm(range(0, args.teacher_buffer_steps, args.num_envs), desc="teacher buffer", unit="step",
+                      unit_scale=args.num_envs, disable=not args.progress):
+            segments, _, _ = tplay.step(teachers[0], mcts, 0.25, rng, chunk_size=args.search_chunk_size,
+                                        autocast=use_amp)
+            counters["teacher_env_steps"] += args.num_envs
+            for seg in segments:
+                store.push(replay, seg)
+        tplay.close()
+    random_transitions = 0 if args.data == "teacher-buffer" else args.random_transitions
+
+    selfplay = SelfPlay(args.env_id, args.num_envs, seed=args.seed * 1000 + 100 * counters["resumes"],
+                        segment_length=args.segment_length, pad=pad)
+    ckpt_path = run_dir / "student.pt"
+    recent_returns: list[float] = []
+    timing = {"collect": 0.0, "reanalyse": 0.0, "learn": 0.0, "teacher": 0.0}
+    last_log = {"time": time.time(), "env_steps": counters["env_steps"], "updates": counters["updates"]}
+    bar = tqdm(total=total_updates, initial=counters["updates"], unit="update", disable=not args.progress,
+               dynamic_ncols=True)
+
+    # =========================================================================================================
+    # ALGO LOGIC: stage 1's loop with the frozen teacher run on every sampled batch
+    # =========================================================================================================
+    while counters["updates"] < total_updates or counters["env_steps"] < args.total_env_steps:
+        updates = counters["updates"]
+        if counters["env_steps"] < args.total_env_steps:
+            # --- collect with the student's own search -------------------------------------------------------
+            t0 = time.time()
+            random_phase = counters["env_steps"] < random_transitions
+            net.eval()
+            segments, episodes, search_stats = selfplay.step(
+                None if random_phase else net, mcts, visit_temperature(updates, args.train_updates), rng,
+                chunk_size=args.search_chunk_size, autocast=use_amp)
+            counters["env_steps"] += args.num_envs
+            for seg in segments:
+                store.push(replay, seg)
+            for ep in episodes:
+                counters["episodes"] += 1
+                recent_returns = (recent_returns + [ep["r"]])[-20:]
+                logger.scalars({"charts/episodic_return": ep["r"], "charts/episodic_length": ep["l"]},
+                               counters["env_steps"])
+            if search_stats:
+                logger.scalars(search_stats, counters["env_steps"])
+            timing["collect"] += time.time() - t0
+            bar.set_postfix(env=f"{counters['env_steps']:,}", ret=f"{np.mean(recent_returns):.1f}"
+                            if recent_returns else "-", teacher=f"{teacher_return or 0:.1f}", refresh=False)
+            if random_phase or len(replay) < args.batch_size:
+                continue
+            if counters["learn_start_env_steps"] < 0:
+                counters["learn_start_env_steps"] = counters["env_steps"]
+            start = counters["learn_start_env_steps"]
+            frac = (counters["env_steps"] - start) / max(1, args.total_env_steps - start)
+            due = min(args.train_updates, math.floor(args.train_updates * min(1.0, frac)))
+        else:
+            if len(replay) == 0:
+                raise SystemExit("collection ended without a single stored segment; raise --total-env-steps or "
+                                 "lower --segment-length")
+            due = total_updates
+
+        while counters["updates"] < due:
+            updates = counters["updates"]
+            # --- sample and reanalyse the student's own targets ----------------------------------------------
+            t0 = time.time()
+            beta = beta_schedule(updates, total_updates, args.priority_beta)
+            ids, weights = replay.sample(args.batch_size, beta, rng)
+            raw = gather_batch(replay, ids, args.num_unroll_steps, args.td_steps, num_actions, rng,
+                               args.td_age_per_step)
+            batch, re_stats = make_targets(raw, weights, target_net, mcts, loss_cfg, args.reanalyse_fraction, rng,
+                                           device, chunk_size=args.search_chunk_size, autocast=use_amp)
+            t1 = time.time()
+            timing["reanalyse"] += t1 - t0
+
+            # --- the student's task loss, keeping its per-step outputs ---------------------------------------
+            lr = learning_rate(updates, args.lr, args.lr_warmup, args.lr_decay_steps, args.lr_decay_rate)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            net.train()
+            adapter.train()
+            task_loss, terms, value0, obs0, student_steps = unrolled_loss(net, batch, loss_cfg, rng,
+                                                                          autocast=use_amp, return_steps=True)
+
+            # --- the frozen teacher over the same observation and actions ------------------------------------
+            t2 = time.time()
+            tau = args.tau if args.tau_end is None else (
+                args.tau + (args.tau_end - args.tau) * min(1.0, updates / max(1, total_updates - 1)))
+            with torch.no_grad(), (torch.autocast("cuda", dtype=torch.float16) if use_amp
+                                   else torch.autocast("cpu", enabled=False)):
+                teacher_steps = teacher_unroll(teachers, obs0.detach(), batch.actions)
+            search_policy = None
+            if args.response_target == "search" and args.response_weight > 0:
+                search_policy = torch.as_tensor(teacher_search_policy(
+                    teachers, raw.obs, raw.inside, mcts, rng, args.search_chunk_size, use_amp)).to(device)
+            dcfg = DistillConfig(args.response_weight, tau, args.feature_latent_weight, args.feature_lstm_weight,
+                                 args.value_distill_weight)
+            kd_terms = distillation_terms(student_steps, teacher_steps, batch.mask, dcfg, adapter,
+                                          net_cfg.support_size, t_cfg.support_size, search_policy)
+            timing["teacher"] += time.time() - t2
+            weight_of = {"response": args.response_weight, "feature_latent": args.feature_latent_weight,
+                         "feature_lstm": args.feature_lstm_weight, "value": args.value_distill_weight}
+            kd_loss = sum((batch.weights * weight_of[k] * v).mean() for k, v in kd_terms.items())
+            kd_loss = kd_loss if kd_terms else torch.zeros((), device=device)
+            # QDagger: distillation fades as the student's recent return approaches the teacher's
+            fade = 1.0
+            if args.fade_distillation and teacher_return and recent_returns:
+                fade = max(0.0, 1.0 - float(np.mean(recent_returns)) / teacher_return)
+            if args.kd_alpha is None:
+                loss = task_loss + fade * kd_loss
+            else:
+                loss = fade * args.kd_alpha * kd_loss + (1 - args.kd_alpha) * task_loss
+            all_terms = {**terms, **{f"distill_{k}": v.mean() for k, v in kd_terms.items()}}
+            bad = [k for k, v in all_terms.items() if not torch.isfinite(v)] + ([] if torch.isfinite(loss) else ["sum"])
+            if bad:
+                bar.close()
+                raise SystemExit(f"non-finite loss at update {updates}: {', '.join(bad)}. The last good checkpoint "
+                                 f"({ckpt_path}) is untouched; lower --lr or the distillation weights.")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss / args.num_unroll_steps).backward()  # 1/K gradient scale, as stage 1
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], args.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            replay.update_priorities(ids, (value0 - batch.value[:, 0]).abs().cpu().numpy() + 1e-6)
+            counters["updates"] += 1
+            updates = counters["updates"]
+            timing["learn"] += time.time() - t1
+            bar.update(1)
+            if updates % args.target_update_interval == 0:
+                target_net.load_state_dict(net.state_dict())
+
+            # --- log -----------------------------------------------------------------------------------------
+            if updates % 10 == 0 or updates == total_updates:
+                now = time.time()
+                dt = max(1e-9, now - last_log["time"])
+                agree, jsd = agreement(student_steps, teacher_steps)
+                logger.scalars({
+                    **{f"losses/{k}": v.item() for k, v in all_terms.items()},
+                    "losses/distill_total": kd_loss.detach().item(), "losses/grad_norm": float(grad_norm),
+                    "distill/action_agreement": agree, "distill/js_divergence": jsd, "distill/tau": tau,
+                    "distill/fade": fade, "charts/learning_rate": lr,
+                    "charts/SPS": (counters["env_steps"] - last_log["env_steps"]) / dt,
+                    "charts/updates_per_second": (updates - last_log["updates"]) / dt,
+                    "charts/env_steps": counters["env_steps"], "charts/teacher_return": teacher_return or 0.0,
+                    "charts/student_recent_return": float(np.mean(recent_returns)) if recent_returns else 0.0,
+                    "replay/transitions": len(replay), "replay/beta": beta,
+                    "replay/priority_mean": float(replay.priorities.mean()),
+                    "charts/value_prediction": float(value0.mean()), **re_stats,
+                    **{f"time/{k}_seconds": v for k, v in timing.items()},
+                }, updates)
+                last_log = {"time": now, "env_steps": counters["env_steps"], "updates": updates}
+
+            # --- evaluate and checkpoint ---------------------------------------------------------------------
+            if args.eval_interval and args.eval_episodes and updates % args.eval_interval == 0:
+                res = eval_summary(evaluate(net, args.env_id, args.eval_episodes, mcts, first_seed=1000,
+                                            max_steps=args.eval_max_steps, rng=rng,
+                                            chunk_size=args.search_chunk_size, autocast=use_amp), game, family)
+                logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"]}, updates)
+                bar.write(f"update {updates:,}: student eval return {res['mean']:.1f} +- {res['std']:.1f} "
+                          f"(teacher {teacher_return if teacher_return is not None else float('nan'):.1f})")
+            if updates % args.checkpoint_interval == 0 or updates == total_updates:
+                save_checkpoint(ckpt_path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store,
+                                replay, teacher_return)
+    bar.close()
+    selfplay.close()
+    if not ckpt_path.exists() or counters["updates"] % args.checkpoint_interval:
+        save_checkpoint(ckpt_path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store, replay,
+                        teacher_return)
+
+    # --- final evaluation of the final student weights (SPEC section 2 protocol, seeds 0..n-1) --------------
+    if args.final_eval_episodes:
+        with tqdm(total=args.final_eval_episodes, unit="episode", desc="final eval", disable=not args.progress) as pb:
+            res = evaluate(net, args.env_id, args.final_eval_episodes, mcts, first_seed=0,
+                           max_steps=args.eval_max_steps, rng=np.random.default_rng(args.seed), progress=pb,
+                           chunk_size=args.search_chunk_size, autocast=use_amp)
+        summary = {"env_id": args.env_id, "game": game, "family": family, "checkpoint": str(ckpt_path),
+                   "teachers": list(args.teacher), "teacher_return_start": teacher_return,
+                   "updates": counters["updates"], "env_steps": counters["env_steps"],
+                   "teacher_env_steps": counters["teacher_env_steps"], "num_simulations": args.num_simulations,
+                   "max_steps": args.eval_max_steps, **eval_summary(res, game, family)}
+        tmp = run_dir / "eval.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, run_dir / "eval.json")
+        logger.scalars({"eval/final_return_mean": summary["mean"]}, counters["updates"])
+        print(f"final evaluation ({args.final_eval_episodes} episodes): {summary['mean']:.2f} +- "
+              f"{summary['std']:.2f} (teacher {teacher_return if teacher_return is not None else float('nan'):.2f})"
+              f" -> {run_dir / 'eval.json'}")
+    logger.close()

@@ -21,9 +21,9 @@ test: venv
 # Toy/Catch-v0 and evaluates it (~3 min on 2 cores; runs/Toy-Catch-v0__demo__1__<time>/eval.json), then the
 # deployment-cost profile of the teacher and the student (Atari and MinAtar networks). Grows as stages 2-3 land.
 DEMO_TEACHER := --env-id Toy/Catch-v0 --exp-name demo --total-env-steps 2000 --random-transitions 1000 \
-	--train-updates 1500 --extra-updates 0 --batch-size 32 --num-simulations 20 --segment-length 50 --channels 16 \
+	--train-updates 1500 --extra-updates 500 --batch-size 32 --num-simulations 20 --segment-length 50 --channels 16 \
 	--lstm-hidden 32 --reanalyse-fraction 0 --lr-warmup 50 --target-update-interval 50 --eval-interval 500 \
-	--eval-episodes 16 --final-eval-episodes 64
+	--eval-episodes 16 --final-eval-episodes 128
 
 demo: venv
 	$(BIN)/python 01_pretrain_teacher.py $(DEMO_TEACHER)

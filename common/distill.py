@@ -16,11 +16,30 @@ A_* are the FeatureAdapter's 1x1 conv / linear maps (identity when the widths al
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from common.networks import EfficientZeroNet, FeatureAdapter, scalar_to_support, support_to_scalar
+from common.networks import EfficientZeroNet, FeatureAdapter, NetConfig, scalar_to_support, support_to_scalar
+from common.runs import load_checkpoint
+
+
+def load_teacher(path: str, obs_shape, num_actions: int, device) -> EfficientZeroNet:
+    """The teacher network alone from its checkpoint, checked against the environment, frozen."""
+    ckpt = load_checkpoint(Path(path), "teacher")
+    cfg = NetConfig.from_dict(ckpt["config"])
+    env_id = ckpt.get("args", {}).get("env_id", "?")
+    if cfg.num_actions != num_actions or tuple(cfg.obs_shape) != tuple(obs_shape):
+        raise SystemExit(f"teacher {path} was trained on {env_id} ({cfg.num_actions} actions, input "
+                         f"{tuple(cfg.obs_shape)}); this game has {num_actions} actions and input {tuple(obs_shape)}")
+    net = EfficientZeroNet(cfg)
+    net.load_state_dict(ckpt["model"])
+    net.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.envs import human_normalized_score, load_reference_scores
 from common.replay import ReplayBuffer, Segment
 
 
@@ -45,6 +46,25 @@ def load_checkpoint(path: Path, kind: str) -> dict:
         found = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise SystemExit(f"{path} is not a {kind} checkpoint (found {found!r})")
     return ckpt
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU; a CUDA device on a machine without one fails with a message."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def eval_summary(result: dict, game: str, family: str) -> dict:
+    """Mean, std (and HNS for a game of the Atari reference table) of `selfplay.evaluate`'s result."""
+    scores = np.asarray(result["scores"])
+    out = {**result, "mean": float(scores.mean()), "std": float(scores.std()), "episodes": len(scores)}
+    table = load_reference_scores()
+    if family == "atari" and game in table:
+        out["hns"] = human_normalized_score(game, out["mean"], table)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------

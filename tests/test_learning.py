@@ -20,12 +20,13 @@ from common.envs import make_env
 ROOT = Path(__file__).resolve().parents[1]
 
 # The flags of the learning run (also `make demo`'s stage 1): 1,000 random transitions, then 1,000 agent steps
-# with a 20-simulation search while 1,500 updates of batch 32 run; no reanalysis (stored search policies).
+# with a 20-simulation search while 1,500 updates of batch 32 run, then 500 more updates; no reanalysis (stored
+# search policies); 128 evaluation episodes.
 LEARNING_FLAGS = ["--env-id", "Toy/Catch-v0", "--seed", "1", "--total-env-steps", "2000",
-                  "--random-transitions", "1000", "--train-updates", "1500", "--extra-updates", "0",
+                  "--random-transitions", "1000", "--train-updates", "1500", "--extra-updates", "500",
                   "--batch-size", "32", "--num-simulations", "20", "--segment-length", "50", "--channels", "16",
                   "--lstm-hidden", "32", "--reanalyse-fraction", "0", "--lr-warmup", "50",
-                  "--target-update-interval", "50", "--eval-interval", "0", "--final-eval-episodes", "64",
+                  "--target-update-interval", "50", "--eval-interval", "0", "--final-eval-episodes", "128",
                   "--checkpoint-interval", "500", "--no-progress"]
 
 
