@@ -11,9 +11,6 @@ Defaults are the paper's settings (SPEC sections 2, 5-7); see the README for CPU
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,15 +20,17 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from common.args import RESUMABLE_CHANGES, TrainArgs, check_train_args
+from common.args import TrainArgs, check_resume_args, check_train_args
 from common.envs import make_env
-from common.learner import LossConfig, learning_rate, make_targets, unrolled_loss, visit_temperature
+from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
-from common.replay import ReplayBuffer, beta_schedule, gather_batch
-from common.runs import (Logger, ReplayStore, atomic_torch_save, eval_summary, load_checkpoint, make_run_name,
+from common.replay import ReplayBuffer
+from common.runs import (Logger, ReplayStore, atomic_torch_save, load_checkpoint, make_run_name,
                          pick_device, rng_state, set_rng_state)
-from common.selfplay import SelfPlay, evaluate
+from common.selfplay import SelfPlay
+from common.training import (collect, final_eval, periodic_eval, sample_batch, sgd_step, train_scalars,
+                             updates_due)
 
 
 @dataclass
@@ -68,12 +67,7 @@ if __name__ == "__main__":
     if args.resume:
         run_dir = Path(args.resume)
         ckpt = load_checkpoint(run_dir / "teacher.pt", "teacher")
-        stored = ckpt["args"]
-        diff = {k: (stored.get(k), v) for k, v in asdict(args).items()
-                if k not in RESUMABLE_CHANGES and stored.get(k) != v}
-        if diff:
-            lines = "\n  ".join(f"--{k.replace('_', '-')}: run has {a!r}, you gave {b!r}" for k, (a, b) in diff.items())
-            raise SystemExit(f"{run_dir} was trained with other flags; resume with the same ones:\n  {lines}")
+        check_resume_args(ckpt["args"], args, run_dir)
         run_name = run_dir.name
     else:
         run_name = make_run_name(args.env_id, args.exp_name, args.seed)
@@ -152,35 +146,19 @@ if __name__ == "__main__":
         updates = counters["updates"]
         collecting = counters["env_steps"] < args.total_env_steps
 
-        # --- 1. collect: one batched search over all environments, one step each ---------------------------
+        # --- 1. collect: one batched search over all environments, one step each; 2. store ----------------
         if collecting:
             t0 = time.time()
             random_phase = counters["env_steps"] < args.random_transitions
-            net.eval()
-            segments, episodes, search_stats = selfplay.step(
-                None if random_phase else net, mcts, visit_temperature(updates, args.train_updates), rng,
-                chunk_size=args.search_chunk_size, autocast=use_amp)
-            counters["env_steps"] += args.num_envs
-            for seg in segments:  # --- 2. store
-                store.push(replay, seg)
-            for ep in episodes:
-                counters["episodes"] += 1
-                recent_returns = (recent_returns + [ep["r"]])[-20:]
-                logger.scalars({"charts/episodic_return": ep["r"], "charts/episodic_length": ep["l"]},
-                               counters["env_steps"])
-            if search_stats:
-                logger.scalars(search_stats, counters["env_steps"])
+            recent_returns = collect(selfplay, None if random_phase else net, mcts,
+                                     visit_temperature(updates, args.train_updates), rng, store, replay, counters,
+                                     logger, recent_returns, args, use_amp)
             timing["collect"] += time.time() - t0
             bar.set_postfix(env=f"{counters['env_steps']:,}", ret=f"{np.mean(recent_returns):.1f}"
                             if recent_returns else "-", refresh=False)
             if random_phase or len(replay) < args.batch_size:
                 continue
-            if counters["learn_start_env_steps"] < 0:
-                counters["learn_start_env_steps"] = counters["env_steps"]
-            # Updates due so far: train_updates spread evenly over the agent steps left once learning started.
-            start = counters["learn_start_env_steps"]
-            frac = (counters["env_steps"] - start) / max(1, args.total_env_steps - start)
-            due = min(args.train_updates, math.floor(args.train_updates * min(1.0, frac)))
+            due = updates_due(counters, args)  # train_updates spread evenly over the collection
         else:
             if len(replay) == 0:
                 raise SystemExit("collection ended without a single stored segment (trajectories are stored when "
@@ -192,12 +170,8 @@ if __name__ == "__main__":
             updates = counters["updates"]
             # --- 3. sample (PER) and 4. reanalyse with the target network ------------------------------------
             t0 = time.time()
-            beta = beta_schedule(updates, total_updates, args.priority_beta)
-            ids, weights = replay.sample(args.batch_size, beta, rng)
-            raw = gather_batch(replay, ids, args.num_unroll_steps, args.td_steps, num_actions, rng,
-                               args.td_age_per_step)
-            batch, re_stats = make_targets(raw, weights, target_net, mcts, loss_cfg, args.reanalyse_fraction, rng,
-                                           device, chunk_size=args.search_chunk_size, autocast=use_amp)
+            ids, _, batch, re_stats, beta = sample_batch(replay, target_net, mcts, loss_cfg, args, num_actions,
+                                                         updates, rng, device, use_amp)
             t1 = time.time()
             timing["reanalyse"] += t1 - t0
 
@@ -213,12 +187,7 @@ if __name__ == "__main__":
                 raise SystemExit(f"non-finite loss at update {updates}: {', '.join(bad)} = "
                                  f"{', '.join(str(terms[k].item()) for k in bad)}. The last good checkpoint "
                                  f"({ckpt_path}) is untouched; lower --lr or check the inputs.")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss / args.num_unroll_steps).backward()  # EfficientZero scales the gradient by 1/K
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
+            grad_norm = sgd_step(optimizer, scaler, loss, args)  # 1/K gradient scale, clip at 5
 
             # --- 6. priorities = |v_0 - z_0| + eps -----------------------------------------------------------
             new_prio = (value0 - batch.value[:, 0]).abs().cpu().numpy() + 1e-6
@@ -235,29 +204,13 @@ if __name__ == "__main__":
             # --- 8. log --------------------------------------------------------------------------------------
             if updates % 10 == 0 or updates == total_updates:
                 now = time.time()
-                dt = max(1e-9, now - last_log["time"])
-                logger.scalars({
-                    **{f"losses/{k}": v.item() for k, v in terms.items()},
-                    "losses/grad_norm": float(grad_norm),
-                    "charts/learning_rate": lr,
-                    "charts/SPS": (counters["env_steps"] - last_log["env_steps"]) / dt,
-                    "charts/updates_per_second": (updates - last_log["updates"]) / dt,
-                    "charts/env_steps": counters["env_steps"],
-                    "replay/transitions": len(replay),
-                    "replay/priority_mean": float(replay.priorities.mean()),
-                    "replay/priority_max": float(replay.priorities.max()),
-                    "replay/beta": beta,
-                    "charts/value_prediction": float(value0.mean()),
-                    **re_stats,
-                    **{f"time/{k}_seconds": v for k, v in timing.items()},
-                }, updates)
+                logger.scalars(train_scalars(terms, grad_norm, lr, beta, value0, re_stats, counters, replay, timing,
+                                             last_log, now), updates)
                 last_log = {"time": now, "env_steps": counters["env_steps"], "updates": updates}
 
             # --- 9. evaluate ---------------------------------------------------------------------------------
             if args.eval_interval and args.eval_episodes and updates % args.eval_interval == 0:
-                res = eval_summary(evaluate(net, args.env_id, args.eval_episodes, mcts, first_seed=1000,
-                                            max_steps=args.eval_max_steps, rng=rng,
-                                            chunk_size=args.search_chunk_size, autocast=use_amp), game, family)
+                res = periodic_eval(net, args, mcts, game, family, rng, use_amp)
                 logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"]}, updates)
                 bar.write(f"update {updates:,}: eval return {res['mean']:.1f} +- {res['std']:.1f} "
                           f"({args.eval_episodes} episodes)")
@@ -274,17 +227,9 @@ if __name__ == "__main__":
     # Final evaluation of the final weights (never a "best" checkpoint): SPEC section 2 protocol, seeds 0..n-1
     # =========================================================================================================
     if args.final_eval_episodes:
-        with tqdm(total=args.final_eval_episodes, unit="episode", desc="final eval", disable=not args.progress) as pb:
-            res = evaluate(net, args.env_id, args.final_eval_episodes, mcts, first_seed=0,
-                           max_steps=args.eval_max_steps, rng=np.random.default_rng(args.seed), progress=pb,
-                           chunk_size=args.search_chunk_size, autocast=use_amp)
-        summary = {"env_id": args.env_id, "game": game, "family": family, "checkpoint": str(ckpt_path),
-                   "updates": counters["updates"], "env_steps": counters["env_steps"],
-                   "num_simulations": args.num_simulations, "max_steps": args.eval_max_steps,
-                   **eval_summary(res, game, family)}
-        tmp = run_dir / "eval.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, run_dir / "eval.json")
+        summary = final_eval(net, args, mcts, game, family, run_dir,
+                             {"checkpoint": str(ckpt_path), "updates": counters["updates"],
+                              "env_steps": counters["env_steps"]}, use_amp)
         logger.scalars({"eval/final_return_mean": summary["mean"]}, counters["updates"])
         hns = f", HNS {summary['hns']:.3f}" if "hns" in summary else ""
         print(f"final evaluation ({args.final_eval_episodes} episodes): {summary['mean']:.2f} +- "

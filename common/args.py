@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass
@@ -154,3 +154,12 @@ def check_train_args(args: TrainArgs) -> None:
         problems.append("evaluation episode counts must be >= 0")
     if problems:
         raise SystemExit("bad arguments:\n  " + "\n  ".join(problems))
+
+
+def check_resume_args(stored: dict, args: TrainArgs, run_dir) -> None:
+    """A resumed run must be given the flags it was started with (except RESUMABLE_CHANGES); list what differs."""
+    diff = {k: (stored.get(k), v) for k, v in asdict(args).items()
+            if k not in RESUMABLE_CHANGES and stored.get(k) != v}
+    if diff:
+        lines = "\n  ".join(f"--{k.replace('_', '-')}: run has {a!r}, you gave {b!r}" for k, (a, b) in diff.items())
+        raise SystemExit(f"{run_dir} was trained with other flags; resume with the same ones:\n  {lines}")

@@ -1,0 +1,124 @@
+"""The steps of the training loop that stage 1 (teacher) and stage 2 (student) share, each a named call so both
+scripts still read top to bottom: collect -> updates due -> sample + reanalyse -> SGD step -> evaluate."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.args import TrainArgs
+from common.learner import LossConfig, make_targets
+from common.mcts import MCTSConfig
+from common.networks import EfficientZeroNet
+from common.replay import ReplayBuffer, beta_schedule, gather_batch
+from common.runs import Logger, ReplayStore, eval_summary
+from common.selfplay import SelfPlay, evaluate
+
+
+def collect(selfplay: SelfPlay, net: EfficientZeroNet | None, mcts: MCTSConfig, temperature: float,
+            rng: np.random.Generator, store: ReplayStore, replay: ReplayBuffer, counters: dict, logger: Logger,
+            recent_returns: list[float], args: TrainArgs, autocast: bool) -> list[float]:
+    """One step in every environment (net=None: random actions), completed segments stored, finished games
+    logged at the agent-step count. Returns the last 20 game scores."""
+    if net is not None:
+        net.eval()
+    segments, episodes, search_stats = selfplay.step(net, mcts, temperature, rng, chunk_size=args.search_chunk_size,
+                                                     autocast=autocast)
+    counters["env_steps"] += args.num_envs
+    for seg in segments:
+        store.push(replay, seg)
+    for ep in episodes:
+        counters["episodes"] += 1
+        recent_returns = (recent_returns + [ep["r"]])[-20:]
+        logger.scalars({"charts/episodic_return": ep["r"], "charts/episodic_length": ep["l"]}, counters["env_steps"])
+    if search_stats:
+        logger.scalars(search_stats, counters["env_steps"])
+    return recent_returns
+
+
+def updates_due(counters: dict, args: TrainArgs) -> int:
+    """`train_updates` spread evenly over the agent steps left once learning started (recorded in counters on the
+    first call), all of them once collection is over."""
+    if counters["learn_start_env_steps"] < 0:
+        counters["learn_start_env_steps"] = counters["env_steps"]
+    start = counters["learn_start_env_steps"]
+    frac = (counters["env_steps"] - start) / max(1, args.total_env_steps - start)
+    return min(args.train_updates, math.floor(args.train_updates * min(1.0, frac)))
+
+
+def sample_batch(replay: ReplayBuffer, target_net: EfficientZeroNet, mcts: MCTSConfig, loss_cfg: LossConfig,
+                 args: TrainArgs, num_actions: int, updates: int, rng: np.random.Generator, device, autocast: bool):
+    """PER sample + targets reanalysed with the target network. Returns (ids, raw batch, targets, stats, beta)."""
+    beta = beta_schedule(updates, args.train_updates + args.extra_updates, args.priority_beta)
+    ids, weights = replay.sample(args.batch_size, beta, rng)
+    raw = gather_batch(replay, ids, args.num_unroll_steps, args.td_steps, num_actions, rng, args.td_age_per_step)
+    batch, stats = make_targets(raw, weights, target_net, mcts, loss_cfg, args.reanalyse_fraction, rng, device,
+                                chunk_size=args.search_chunk_size, autocast=autocast)
+    return ids, raw, batch, stats, beta
+
+
+def sgd_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor, args: TrainArgs
+             ) -> float:
+    """Backward with EfficientZero's 1/K gradient scale, clip the norm of every optimised parameter, step.
+    Returns the gradient norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss / args.num_unroll_steps).backward()
+    scaler.unscale_(optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return float(grad_norm)
+
+
+def periodic_eval(net: EfficientZeroNet, args: TrainArgs, mcts: MCTSConfig, game: str, family: str,
+                  rng: np.random.Generator, autocast: bool) -> dict:
+    """Evaluation during training on seeds 1000.. (never the final seeds 0..n-1)."""
+    return eval_summary(evaluate(net, args.env_id, args.eval_episodes, mcts, first_seed=1000,
+                                 max_steps=args.eval_max_steps, rng=rng, chunk_size=args.search_chunk_size,
+                                 autocast=autocast), game, family)
+
+
+def final_eval(net: EfficientZeroNet, args: TrainArgs, mcts: MCTSConfig, game: str, family: str, run_dir: Path,
+               info: dict, autocast: bool) -> dict:
+    """SPEC section 2 protocol on the final weights (seeds 0..n-1), written atomically to run_dir/eval.json
+    together with `info` (checkpoint, counters, ...)."""
+    with tqdm(total=args.final_eval_episodes, unit="episode", desc="final eval", disable=not args.progress) as pb:
+        res = evaluate(net, args.env_id, args.final_eval_episodes, mcts, first_seed=0, max_steps=args.eval_max_steps,
+                       rng=np.random.default_rng(args.seed), progress=pb, chunk_size=args.search_chunk_size,
+                       autocast=autocast)
+    summary = {"env_id": args.env_id, "game": game, "family": family, **info,
+               "num_simulations": args.num_simulations, "max_steps": args.eval_max_steps,
+               **eval_summary(res, game, family)}
+    tmp = run_dir / "eval.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, run_dir / "eval.json")
+    return summary
+
+
+def train_scalars(terms: dict[str, torch.Tensor], grad_norm: float, lr: float, beta: float, value0: torch.Tensor,
+                  reanalyse_stats: dict, counters: dict, replay: ReplayBuffer, timing: dict, last_log: dict,
+                  now: float) -> dict[str, float]:
+    """The scalars both stages log every 10 updates (README: "What is logged")."""
+    dt = max(1e-9, now - last_log["time"])
+    return {
+        **{f"losses/{k}": v.item() for k, v in terms.items()},
+        "losses/grad_norm": grad_norm,
+        "charts/learning_rate": lr,
+        "charts/SPS": (counters["env_steps"] - last_log["env_steps"]) / dt,
+        "charts/updates_per_second": (counters["updates"] - last_log["updates"]) / dt,
+        "charts/env_steps": counters["env_steps"],
+        "replay/transitions": len(replay),
+        "replay/priority_mean": float(replay.priorities.mean()),
+        "replay/priority_max": float(replay.priorities.max()),
+        "replay/beta": beta,
+        "charts/value_prediction": float(value0.mean()),
+        **reanalyse_stats,
+        **{f"time/{k}_seconds": v for k, v in timing.items()},
+    }
