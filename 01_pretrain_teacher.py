@@ -72,7 +72,6 @@ if __name__ == "__main__":
     else:
         run_name = make_run_name(args.env_id, args.exp_name, args.seed)
         run_dir = Path(args.run_dir) / run_name
-        run_dir.mkdir(parents=True, exist_ok=False)
         ckpt = None
 
     # --- seeding ---------------------------------------------------------------------------------------------
@@ -84,6 +83,7 @@ if __name__ == "__main__":
     family, game, num_actions, obs_shape = probe.family, probe.game, probe.num_actions, probe.obs_shape
     probe.close()
     augment = args.augment if args.augment is not None else family == "atari"
+    run_dir.mkdir(parents=True, exist_ok=bool(args.resume))  # only once the game is known to exist
 
     # --- networks --------------------------------------------------------------------------------------------
     overrides = {k: v for k, v in (("channels", args.channels), ("lstm_hidden", args.lstm_hidden)) if v is not None}

@@ -113,6 +113,7 @@ def test_resume_with_other_flags_is_refused(tmp_path):
 def test_bad_flags_fail_fast(tmp_path, flags, message):
     r = run(MINATAR + flags, tmp_path, timeout=60)
     assert r.returncode != 0 and message in r.stderr + r.stdout
+    assert not any(tmp_path.iterdir())  # nothing created for a run that cannot start
 
 
 def test_nan_loss_stops_with_the_term_named(tmp_path):
