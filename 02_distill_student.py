@@ -16,6 +16,7 @@ the replay, TensorBoard logs and the final 32-episode `eval.json`. Every distill
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,8 @@ import tyro
 from tqdm import tqdm
 
 from common.args import TrainArgs, check_resume_args, check_train_args
-from common.distill import DistillConfig, agreement, distillation_terms, load_teacher, teacher_unroll
+from common.distill import (DistillConfig, agreement, distillation_terms, heldout_agreement, load_teacher,
+                            search_actions, teacher_unroll)
 from common.envs import make_env
 from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature
 from common.mcts import MCTSConfig
@@ -50,7 +52,8 @@ class Args(TrainArgs):
     teacher: list[str] = field(default_factory=list)
     """path(s) to teacher.pt written by 01_pretrain_teacher.py (required); several = an averaged ensemble"""
     teacher_eval_episodes: int = 8
-    """episodes of the teacher's evaluation at the start (seeds 2000..; its return is logged next to the student's)"""
+    """episodes of the teacher's evaluation at the start (seeds 2000..; its return is logged next to the student's
+    and the states it visits become the held-out states of the logged agreement, `distill/heldout_*`)"""
     data: str = "self-play"
     """`self-play`: the student collects its own data within the same budget (the paper's setting).
     `teacher-buffer`: first fill the replay with --teacher-buffer-steps of the teacher's play (QDagger-style
@@ -246,15 +249,36 @@ if __name__ == "__main__":
           f"{count_params(net) / count_params(teachers[0]):.3f} of the teacher; adapters "
           f"{count_params(adapter):,} parameters (training only)")
 
-    # --- the teacher's score: what the student should reach -------------------------------------------------
+    # --- the teacher's score: what the student should reach; the states it visits: held-out agreement --------
+    heldout_path = run_dir / "heldout_states.npy"
     if teacher_return is None and args.teacher_eval_episodes:
         res = evaluate(teachers[0], args.env_id, args.teacher_eval_episodes, mcts, first_seed=2000,
                        max_steps=args.eval_max_steps, rng=np.random.default_rng(args.seed),
-                       chunk_size=args.search_chunk_size, autocast=use_amp)
+                       chunk_size=args.search_chunk_size, autocast=use_amp, record_states=1024)
         teacher_return = float(np.mean(res["scores"]))
+        np.save(heldout_path, res["states"])
         print(f"teacher evaluation ({args.teacher_eval_episodes} episodes): {teacher_return:.2f} "
-              f"+- {np.std(res['scores']):.2f}")
+              f"+- {np.std(res['scores']):.2f}; {len(res['states'])} of its states held out for agreement")
     logger.scalars({"charts/teacher_return": teacher_return or 0.0}, 0)
+    heldout = np.load(heldout_path) if heldout_path.exists() else None
+    # what the frozen teacher's search plays from each held-out state: computed once, compared at every log
+    teacher_actions = (search_actions(teachers[0], heldout, mcts, args.search_chunk_size or 256, use_amp)
+                       if heldout is not None and len(heldout) else None)
+
+    def heldout_scalars() -> dict[str, float]:
+        """Agreement with the teacher on states the student never trains on (the student's raw policy only)."""
+        if teacher_actions is None:
+            return {}
+        a = heldout_agreement(net, teachers, heldout, teacher_actions=teacher_actions)
+        return {"distill/heldout_policy_agreement": a["policy_argmax_agreement"],
+                "distill/heldout_policy_vs_search": a["policy_vs_search_agreement"],
+                "distill/heldout_js_divergence": a["js_divergence"], "distill/heldout_value_mae": a["value_mae"]}
+
+    start_path = run_dir / "heldout_agreement_start.json"  # kept for a resumed run's final report
+    if not start_path.exists():
+        start_path.write_text(json.dumps(heldout_scalars()))
+        logger.scalars(json.loads(start_path.read_text()), counters["updates"])
+    heldout_start = json.loads(start_path.read_text())
 
     # --- optional QDagger-style start: the replay filled by the teacher's own play (extra environment steps) --
     if args.data == "teacher-buffer" and counters["teacher_env_steps"] < args.teacher_buffer_steps:
@@ -383,7 +407,8 @@ if __name__ == "__main__":
             # --- evaluate and checkpoint ---------------------------------------------------------------------
             if args.eval_interval and args.eval_episodes and updates % args.eval_interval == 0:
                 res = periodic_eval(net, args, mcts, game, family, rng, use_amp)
-                logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"]}, updates)
+                logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"],
+                                **heldout_scalars()}, updates)
                 bar.write(f"update {updates:,}: student eval return {res['mean']:.1f} +- {res['std']:.1f} "
                           f"(teacher {teacher_return if teacher_return is not None else float('nan'):.1f})")
             if updates % args.checkpoint_interval == 0 or updates == total_updates:
@@ -396,9 +421,15 @@ if __name__ == "__main__":
                         teacher_return)
 
     # --- final evaluation of the final student weights (SPEC section 2 protocol, seeds 0..n-1) --------------
+    heldout_final = heldout_scalars()
+    logger.scalars(heldout_final, counters["updates"])
+    if heldout_final:
+        print("held-out agreement with the teacher: " + ", ".join(
+            f"{k.split('/')[1]} {heldout_start.get(k, float('nan')):.3f} -> {v:.3f}" for k, v in heldout_final.items()))
     if args.final_eval_episodes:
         summary = final_eval(net, args, mcts, game, family, run_dir,
                              {"checkpoint": str(ckpt_path), "teachers": list(args.teacher),
+                              "heldout_agreement_start": heldout_start, "heldout_agreement_final": heldout_final,
                               "teacher_return_start": teacher_return, "updates": counters["updates"],
                               "env_steps": counters["env_steps"], "teacher_env_steps": counters["teacher_env_steps"]},
                              use_amp)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +40,6 @@ def load_teacher(path: str, obs_shape, num_actions: int, device) -> EfficientZer
     for p in net.parameters():
         p.requires_grad_(False)
     return net
-
 
 
 @dataclass
@@ -167,3 +167,64 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         return (a * (torch.log(a.clamp_min(1e-12)) - torch.log(b.clamp_min(1e-12)))).sum(-1)
 
     return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+@torch.no_grad()
+def search_actions(net: EfficientZeroNet, states, mcts, chunk_size: int = 256, autocast: bool = False) -> np.ndarray:
+    """The action `net`'s search plays from each state (argmax of visits, no root noise, lowest index on ties)."""
+    from common.mcts import select_action  # local: keeps this module importable without the search
+    from common.search import run_search
+
+    res = run_search(net, states, mcts, deterministic_ties=True, chunk_size=chunk_size, autocast=autocast)
+    return select_action(res.visit_counts, 0.0)
+
+
+@torch.no_grad()
+def heldout_agreement(student: EfficientZeroNet, teachers: list[EfficientZeroNet], states, mcts=None,
+                      chunk_size: int = 256, autocast: bool = False,
+                      teacher_actions: np.ndarray | None = None) -> dict[str, float]:
+    """How closely a student follows its teacher(s) on held-out observations `states` (uint8 [N, C, H, W], e.g.
+    recorded from the teacher's evaluation episodes):
+
+        policy_argmax_agreement  argmax of the student's raw policy == argmax of the teacher's (ensemble mean)
+        search_action_agreement  the action each one's search would play (argmax of visits) is the same
+                                 (only when `mcts` is given: deterministic tie-breaking, no root noise)
+        js_divergence            Jensen-Shannon divergence (nats) of the raw policies, mean over states
+        value_mae                |v_S - v_T| of the initial inference's scalar values, mean over states
+        policy_vs_search_agreement  argmax of the student's raw policy == the action the teacher's search plays
+                                 (when `mcts` or the teacher's `teacher_actions` are given): imitation of what
+                                 the teacher does, which is what matters when the teacher's raw policy is weak
+
+    A model compared with itself gives agreement 1 and divergence 0 exactly."""
+    nets = [student, *teachers]
+    for net in nets:
+        net.eval()
+    device = next(student.parameters()).device
+    obs = torch.as_tensor(np.asarray(states))
+    policies = {i: [] for i in range(len(nets))}
+    values = {i: [] for i in range(len(nets))}
+    for lo in range(0, len(obs), chunk_size):
+        x = obs[lo: lo + chunk_size].to(device)
+        for i, net in enumerate(nets):
+            out = net.initial_inference(x)
+            policies[i].append(F.softmax(out.policy_logits.float(), -1).cpu())
+            values[i].append(support_to_scalar(out.value_logits.float(), net.config.support_size).cpu())
+    p_s = torch.cat(policies[0])
+    p_t = torch.stack([torch.cat(policies[i]) for i in range(1, len(nets))]).mean(0)
+    v_s = torch.cat(values[0])
+    v_t = torch.stack([torch.cat(values[i]) for i in range(1, len(nets))]).mean(0)
+    result = {
+        "states": int(len(obs)),
+        "policy_argmax_agreement": float((p_s.argmax(-1) == p_t.argmax(-1)).float().mean()),
+        "js_divergence": float(js_divergence(p_s, p_t).mean()),
+        "value_mae": float((v_s - v_t).abs().mean()),
+    }
+    if teacher_actions is None and mcts is not None:
+        # an ensemble has no single search; the first teacher's is the reference
+        teacher_actions = search_actions(teachers[0], states, mcts, chunk_size, autocast)
+    if teacher_actions is not None:
+        result["policy_vs_search_agreement"] = float((p_s.argmax(-1).numpy() == teacher_actions).mean())
+    if mcts is not None:
+        a_s = search_actions(student, states, mcts, chunk_size, autocast)
+        result["search_action_agreement"] = float((a_s == teacher_actions).mean())
+    return result

@@ -74,12 +74,24 @@ class SelfPlay:
 @torch.no_grad()
 def evaluate(net: EfficientZeroNet, env_id: str, num_episodes: int = 32, mcts: MCTSConfig = MCTSConfig(),
              first_seed: int = 0, max_steps: int | None = None, rng: np.random.Generator | None = None,
-             progress=None, chunk_size: int | None = None, autocast: bool = False, **env_kwargs) -> dict:
+             progress=None, chunk_size: int | None = None, autocast: bool = False, obs_noise: float = 0.0,
+             record_states: int = 0, **env_kwargs) -> dict:
     """The evaluation protocol: episodes with environment seeds first_seed..first_seed + n - 1 played in
     parallel, raw score, no life-loss cut, search without root noise, action = argmax of visits (ties broken by
     `rng`), at most `max_steps` agent steps (default 27,000). `progress`: optional tqdm bar advanced per finished
-    episode. Returns {"scores": [...], "lengths": [...], "seeds": [...]}."""
+    episode. Returns {"scores": [...], "lengths": [...], "seeds": [...]}.
+
+    obs_noise: robustness test, Gaussian noise of this standard deviation (in units of the [0, 1] input scale)
+        added to what the network sees (the game itself is unchanged), clipped back to [0, 255].
+    record_states: also return "states", this many network inputs (uint8) drawn uniformly from all the steps of
+        all the episodes (reservoir sampling, so memory stays bounded on 27k-step Atari games): held-out states
+        for teacher-student agreement (stages 2 and 3).
+    env_kwargs: passed to `make_env`, e.g. sticky_action_prob=0.25."""
     rng = rng or np.random.default_rng(first_seed)
+    noise_rng = np.random.default_rng(first_seed + 12345)  # noise draws independent of the tie-breaking rng
+    record_rng = np.random.default_rng(first_seed + 54321)  # and so are the reservoir's draws
+    states: list[np.ndarray] = []
+    seen = 0
     envs = [make_env(env_id, mode="eval", seed=first_seed + i, max_episode_steps=max_steps, **env_kwargs)
             for i in range(num_episodes)]
     stacks = [FrameStack() for _ in envs]
@@ -89,6 +101,18 @@ def evaluate(net: EfficientZeroNet, env_id: str, num_episodes: int = 32, mcts: M
     alive = list(range(num_episodes))
     while alive:
         obs = np.stack([stacks[i].obs() for i in alive])
+        if record_states:  # reservoir sampling (Algorithm R); copies, so no view keeps a whole batch alive
+            for o in obs:
+                seen += 1
+                if len(states) < record_states:
+                    states.append(o.copy())
+                else:
+                    j = int(record_rng.integers(seen))
+                    if j < record_states:
+                        states[j] = o.copy()
+        if obs_noise > 0:
+            noisy = obs.astype(np.float32) + noise_rng.normal(0.0, obs_noise * 255.0, obs.shape)
+            obs = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
         res = run_search(net, obs, mcts, rng=rng, add_noise=False, chunk_size=chunk_size, autocast=autocast)
         actions = select_action(res.visit_counts, 0.0, rng)
         still = []
@@ -104,5 +128,8 @@ def evaluate(net: EfficientZeroNet, env_id: str, num_episodes: int = 32, mcts: M
         alive = still
     for env in envs:
         env.close()
-    return {"scores": [float(s) for s in scores], "lengths": [int(n) for n in lengths],
-            "seeds": list(range(first_seed, first_seed + num_episodes))}
+    out = {"scores": [float(s) for s in scores], "lengths": [int(n) for n in lengths],
+           "seeds": list(range(first_seed, first_seed + num_episodes))}
+    if record_states:
+        out["states"] = np.stack(states) if states else np.zeros((0, *obs.shape[1:]), np.uint8)
+    return out

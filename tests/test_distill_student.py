@@ -1,10 +1,7 @@
 """Stage 2 end to end: 01 -> 02 chain at tiny sizes, wrong teachers refused, the teacher stays frozen."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import re
 
 import numpy as np
 import pytest
@@ -16,41 +13,24 @@ from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, FeatureAdapter, NetConfig, minatar_student_config
 from common.replay import ReplayBuffer, TrajectoryRecorder, gather_batch
 from common.runs import load_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
-TINY = ["--total-env-steps", "240", "--random-transitions", "80", "--train-updates", "6", "--extra-updates", "2",
-        "--batch-size", "8", "--num-simulations", "2", "--segment-length", "20", "--channels", "8",
-        "--lstm-hidden", "16", "--eval-interval", "0", "--final-eval-episodes", "2", "--eval-max-steps", "200",
-        "--checkpoint-interval", "4", "--no-progress", "--threads", "1"]
+from tests.conftest import TINY, kill_after_checkpoint, run_script
 
 
 def run(script, args, cwd_tmp):
-    return subprocess.run([sys.executable, str(ROOT / script), "--run-dir", str(cwd_tmp), *args], cwd=ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=600)
+    return run_script(script, args, cwd_tmp)
 
 
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory):
-    d = tmp_path_factory.mktemp("teacher")
-    r = run("01_pretrain_teacher.py", ["--env-id", "MinAtar/Breakout-v1", *TINY], d)
-    assert r.returncode == 0, r.stdout + r.stderr
-    (run_dir,) = [p for p in d.iterdir() if p.is_dir()]
-    return run_dir / "teacher.pt"
-
-
-def test_chain_teacher_to_student(tiny_teacher, tmp_path):
-    r = run("02_distill_student.py", ["--env-id", "MinAtar/Breakout-v1", "--teacher", str(tiny_teacher),
-                                      "--teacher-eval-episodes", "2", *TINY], tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+def test_chain_teacher_to_student(tiny_student, tiny_teacher):
+    run_dir = tiny_student.parent
     ckpt = load_checkpoint(run_dir / "student.pt", "student")
     cfg = NetConfig.from_dict(ckpt["config"])
     assert cfg.block == "inverted_residual" and ckpt["counters"]["updates"] == 8
     EfficientZeroNet(cfg).load_state_dict(ckpt["model"])  # rebuilt from the checkpoint alone
     ev = json.loads((run_dir / "eval.json").read_text())
     assert ev["episodes"] == 2 and ev["teachers"] == [str(tiny_teacher)]
-    assert "teacher evaluation (2 episodes)" in r.stdout and "frozen" in r.stdout
+    assert set(ev["heldout_agreement_final"]) == set(ev["heldout_agreement_start"]) == {
+        "distill/heldout_policy_agreement", "distill/heldout_policy_vs_search", "distill/heldout_js_divergence",
+        "distill/heldout_value_mae"}
 
 
 @pytest.mark.parametrize("case", ["missing", "not-a-teacher", "other-game", "no-adapters"])
@@ -110,3 +90,27 @@ def test_teacher_stays_frozen_and_student_learns(tiny_teacher):
     assert all(torch.equal(before[k], after[k]) for k in before)  # bit-identical, buffers included
     changed = [k for k, v in student.state_dict().items() if not torch.equal(s_before[k], v)]
     assert len(changed) > len(s_before) // 2
+
+
+def test_student_resume_after_sigkill(tiny_teacher, tmp_path):
+    """kill -9 mid-run, then --resume: counters, adapters, teacher return and replay continue from the checkpoint."""
+    args = ["--env-id", "MinAtar/Breakout-v1", "--teacher", str(tiny_teacher), "--teacher-eval-episodes", "1",
+            *TINY]
+    for flag, value in {"--total-env-steps": "3000", "--train-updates": "400", "--extra-updates": "0",
+                        "--checkpoint-interval": "20", "--final-eval-episodes": "0"}.items():
+        args[args.index(flag) + 1] = value
+    ckpt_file = kill_after_checkpoint("02_distill_student.py", args, tmp_path, "student")
+    before = load_checkpoint(ckpt_file, "student")
+    assert 0 < before["counters"]["updates"] < 400
+
+    r = run("02_distill_student.py", args + ["--resume", str(ckpt_file.parent)], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"resumed .*: ([\d,]+) updates, ([\d,]+) env steps, replay ([\d,]+) transitions", r.stdout)
+    assert m and int(m.group(1).replace(",", "")) == before["counters"]["updates"], r.stdout
+    assert int(m.group(3).replace(",", "")) == len(before["replay"]["priorities"])
+    assert "teacher evaluation" not in r.stdout  # its return came back from the checkpoint, not re-measured
+    after = load_checkpoint(ckpt_file, "student")
+    assert after["counters"]["updates"] == 400 and after["counters"]["resumes"] == 1
+    assert after["teacher_return"] == before["teacher_return"]
+    assert set(after["adapter"]) == set(before["adapter"])
+    assert not all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])

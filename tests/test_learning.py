@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from common.envs import make_env
 
@@ -49,12 +50,24 @@ def welch_t(a: np.ndarray, b: np.ndarray) -> float:
     return (a.mean() - b.mean()) / math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
 
 
-def test_teacher_beats_random_play(tmp_path):
+def run_script(script: str, run_dir: Path, flags: list[str]) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    r = subprocess.run([sys.executable, str(ROOT / "01_pretrain_teacher.py"), "--run-dir", str(tmp_path),
-                        *LEARNING_FLAGS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, str(ROOT / script), "--run-dir", str(run_dir), *flags], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (out,) = [p for p in run_dir.iterdir() if p.is_dir()]
+    return out
+
+
+@pytest.fixture(scope="module")
+def catch_teacher(tmp_path_factory) -> Path:
+    """The CI teacher: one fixed-seed stage-1 run, shared by the learning and the distillation test."""
+    return run_script("01_pretrain_teacher.py", tmp_path_factory.mktemp("teacher"), LEARNING_FLAGS)
+
+
+def test_teacher_beats_random_play(catch_teacher):
+    run_dir = catch_teacher
     trained = np.asarray(json.loads((run_dir / "eval.json").read_text())["scores"])
     rand = random_scores(len(trained))
     print(f"trained {trained.mean():.2f} +- {trained.std():.2f} vs random {rand.mean():.2f} +- {rand.std():.2f}, "
@@ -65,3 +78,33 @@ def test_teacher_beats_random_play(tmp_path):
     # (gap 0.50, t = 4.3), so the thresholds sit below the worst run seen rather than at the typical one.
     assert trained.mean() - rand.mean() >= 0.3
     assert welch_t(trained, rand) > 3.0
+
+
+# Stage 2 from the CI teacher: 1,000 agent steps (500 random) and 500 updates, the same for a distilled student
+# (default weights, the teacher's search as the response target) and for a student without distillation. The
+# teacher's raw policy is nearly flat on this game (max probability ~0.4: its skill lives in the search), so the
+# measure is what the teacher *does*: how often the student's raw-policy argmax picks the action the teacher's search
+# plays, on 1,024 states drawn from the teacher's evaluation episodes (never trained on). Measured with this CI
+# teacher: distilled 0.54 -> 0.66 (2 threads) / 0.73 (1 thread), response weight 4: 0.60; without distillation
+# 0.54 -> 0.23 (the student learns its own, different, policy).
+DISTILL_FLAGS = ["--env-id", "Toy/Catch-v0", "--seed", "1", "--total-env-steps", "1000", "--random-transitions",
+                 "500", "--train-updates", "500", "--extra-updates", "0", "--batch-size", "32", "--num-simulations",
+                 "20", "--segment-length", "50", "--channels", "16", "--lstm-hidden", "32", "--reanalyse-fraction",
+                 "0", "--lr-warmup", "50", "--target-update-interval", "50", "--eval-interval", "0",
+                 "--final-eval-episodes", "8", "--teacher-eval-episodes", "32", "--response-target", "search",
+                 "--no-progress"]
+NO_KD = ["--response-weight", "0", "--feature-latent-weight", "0", "--feature-lstm-weight", "0"]
+
+
+def test_distillation_raises_agreement_with_the_teacher(catch_teacher, tmp_path):
+    key = "distill/heldout_policy_vs_search"
+    result = {}
+    for name, extra in {"distilled": [], "no-kd": NO_KD}.items():
+        run_dir = run_script("02_distill_student.py", tmp_path / name,
+                             DISTILL_FLAGS + extra + ["--teacher", str(catch_teacher / "teacher.pt")])
+        ev = json.loads((run_dir / "eval.json").read_text())
+        result[name] = (ev["heldout_agreement_start"][key], ev["heldout_agreement_final"][key])
+        print(f"{name}: agreement with the teacher's play {result[name][0]:.3f} -> {result[name][1]:.3f}")
+    (start, kd), (_, no_kd) = result["distilled"], result["no-kd"]
+    assert kd - no_kd >= 0.2  # distillation, not learning the game by itself, brings the student to the teacher
+    assert kd - start >= 0.05

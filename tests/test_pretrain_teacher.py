@@ -3,10 +3,8 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import torch
 
 from common.networks import EfficientZeroNet, NetConfig
 from common.runs import load_checkpoint
+from tests.conftest import kill_after_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "01_pretrain_teacher.py")
@@ -58,24 +57,7 @@ def test_smoke_atari_writes_loadable_checkpoint_and_eval(tmp_path):
 def test_resume_after_sigkill_continues_counters_and_replay(tmp_path):
     args = MINATAR + ["--total-env-steps", "3000", "--train-updates", "400", "--extra-updates", "0",
                       "--checkpoint-interval", "20"]
-    proc = subprocess.Popen([sys.executable, SCRIPT, "--run-dir", str(tmp_path), *args], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    ckpt_file = None
-    try:
-        while time.time() < deadline:  # wait until a checkpoint past 40 updates exists, then kill -9 mid-run
-            time.sleep(1)
-            dirs = [p for p in tmp_path.iterdir() if p.is_dir()]
-            if dirs and (dirs[0] / "teacher.pt").exists():
-                ckpt_file = dirs[0] / "teacher.pt"
-                if load_checkpoint(ckpt_file, "teacher")["counters"]["updates"] >= 40:
-                    break
-            assert proc.poll() is None, proc.stdout.read()
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert ckpt_file is not None
+    ckpt_file = kill_after_checkpoint("01_pretrain_teacher.py", args, tmp_path, "teacher")
     before = load_checkpoint(ckpt_file, "teacher")
     stored = len(before["replay"]["priorities"])
     assert 0 < before["counters"]["updates"] < 400
