@@ -1,32 +1,341 @@
-"""Stage 3 — evaluate teacher and student checkpoints: scores and deployment cost.
+"""Stage 3 — evaluate teachers and students: scores by the Atari 100k protocol against the published baselines, what
+a model costs to deploy, ONNX export, teacher-student agreement and robustness.
 
-What this script will do (SPEC sections 2 and 9): play the Atari 100k evaluation protocol (32 episodes, seeds
-0..31, 27,000-step cap, no search noise, argmax of visit counts) for every checkpoint given, report mean ± std
-and human-normalised scores next to the published baselines and the seed paper's Table 1, measure parameters,
-multiply-adds, CPU/GPU latency and an ONNX export, and write `results/.../summary.json` and `report.md`.
+    load every checkpoint (network rebuilt from its config alone) -> play the evaluation protocol (parallel
+    episodes, batched search) -> group seeds of one experiment -> HNS and mean / median / IQM, the seed paper's
+    Table 1 and the published EfficientZero side by side, student-over-teacher ratios the honest ways
+    -> deployment cost (parameters, multiply-adds, latency per decision, checkpoint size) [-> ONNX export + check]
+    -> agreement of each student with its teacher on the teacher's evaluation states
+    -> robustness (sticky actions, observation noise) -> results/<name>/summary.json, report.md, *.png
 
-Status: evaluation lands with issue #6. The deployment-cost part already exists as `python -m common.profile`.
+    python 03_evaluate.py --checkpoints runs/<teacher-run>/teacher.pt runs/<student-run>/student.pt --name breakout
 """
 
-from dataclasses import dataclass, field
+from __future__ import annotations
 
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
 import tyro
+from tqdm import tqdm
+
+from common.distill import heldout_agreement
+from common.envs import load_reference_scores, make_env
+from common.mcts import MCTSConfig
+from common.networks import EfficientZeroNet, NetConfig
+from common.profile import profile_models
+from common.report import read_curves, write_plots, write_report
+from common.runs import eval_summary, load_checkpoint, pick_device
+from common.scores import canonical_game, hns_aggregate, load_paper_table1, paper_claim, ratio_analysis
+from common.selfplay import evaluate
 
 
 @dataclass
 class Args:
     checkpoints: list[str] = field(default_factory=list)
-    """teacher.pt / student.pt files to evaluate (each rebuilds its network from the checkpoint alone)"""
-    episodes: int = 32
-    """evaluation episodes per checkpoint (environment seeds 0..episodes-1)"""
+    """teacher.pt / student.pt files (or run directories holding one) written by 01 / 02; any number, any games"""
+    name: str = "eval"
+    """the report goes to <out-dir>/<name>/"""
     out_dir: str = "results"
-    """where summary.json, report.md and the plots go"""
+    """parent directory of the report"""
+    episodes: int = 32
+    """evaluation episodes per checkpoint (environment seeds first-seed .. first-seed + episodes - 1)"""
+    first_seed: int = 0
+    """environment seed of the first episode (0: the protocol's seeds 0..31)"""
+    max_steps: int = 27_000
+    """agent-step cap per episode (27,000 = 108,000 frames, the protocol's cap)"""
+    num_simulations: int = 50
+    """simulations per decision (no root noise, action = argmax of visits)"""
+    search_chunk_size: int | None = None
+    """at most this many roots per network call (bounds device memory)"""
+    seed: int = 0
+    """seed of the tie-breaking generator"""
+    device: str = "auto"
+    """`auto` (CUDA if present), `cpu`, `cuda`, `cuda:1`, ... for the evaluation episodes"""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)"""
+    amp: bool = True
+    """float16 autocast of the network on CUDA (ignored on CPU)"""
+    cost: bool = True
+    """measure the deployment cost of each distinct architecture"""
+    latency_repeats: int = 30
+    """timed decisions per model for the latency medians (after 5 warm-up decisions)"""
+    export_onnx: bool = False
+    """export the acting networks to ONNX, check onnxruntime against torch and time it"""
+    agreement: bool = True
+    """student-teacher agreement on states of the teacher's evaluation episodes (when both are given)"""
+    agreement_states: int = 1024
+    """held-out states drawn uniformly from the teacher's evaluation episodes"""
+    robustness: bool = True
+    """re-evaluate with sticky actions and with observation noise"""
+    sticky_prob: float = 0.25
+    """repeat-previous-action probability of the sticky-action evaluation"""
+    obs_noise: float = 0.05
+    """std of the Gaussian noise added to the network's input (on the [0, 1] scale) in the noise evaluation"""
+    robustness_episodes: int | None = None
+    """episodes of each robustness evaluation (default: --episodes)"""
+    curves: bool = True
+    """plot the training curves from the runs' TensorBoard logs when present"""
+    progress: bool = True
+    """tqdm bars"""
 
 
-def main(args: Args) -> None:
-    raise SystemExit("03_evaluate.py: evaluation is not implemented yet (issue #6); "
-                     "for deployment cost run `python -m common.profile --num-actions 18`")
+@dataclass
+class Model:
+    """One checkpoint: its network, where it came from and the experiment it belongs to."""
+
+    label: str  # <kind>/<exp_name>/seed<seed>
+    group: str  # <kind>/<exp_name>: the seeds of one experiment are averaged under this name
+    kind: str
+    path: Path
+    env_id: str
+    game: str
+    family: str
+    seed: int
+    net: EfficientZeroNet
+    teachers: list[str]
+    ckpt_info: dict
 
 
+def resolve_checkpoint(path: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        found = [p / f for f in ("student.pt", "teacher.pt") if (p / f).is_file()]
+        if not found:
+            raise SystemExit(f"{p} is a directory without a teacher.pt or student.pt")
+        return found[0]
+    return p
+
+
+def load_model(path: str, device: torch.device) -> Model:
+    """Rebuild the network from the checkpoint alone; check it fits the game it was trained on."""
+    p = resolve_checkpoint(path)
+    kind = "student" if p.name.startswith("student") else "teacher"
+    try:
+        ckpt = load_checkpoint(p, kind)
+    except SystemExit:
+        ckpt = load_checkpoint(p, "teacher" if kind == "student" else "student")
+    kind = ckpt["kind"]
+    run_args = ckpt.get("args", {})
+    env_id = run_args.get("env_id")
+    if not env_id or "config" not in ckpt or "model" not in ckpt:
+        raise SystemExit(f"{p} has no env_id, network config or weights: not a checkpoint of 01/02")
+    family, game = canonical_game(env_id)  # "Breakout" (Atari) vs "MinAtar/Breakout-v1": never mixed up
+    cfg = NetConfig.from_dict(ckpt["config"])
+    probe = make_env(env_id, mode="eval", seed=0)
+    if (tuple(cfg.obs_shape), cfg.num_actions) != (probe.obs_shape, probe.num_actions):
+        raise SystemExit(f"{p}: network input {tuple(cfg.obs_shape)} / {cfg.num_actions} actions do not fit "
+                         f"{env_id} ({probe.obs_shape} / {probe.num_actions}): incompatible checkpoint")
+    probe.close()
+    net = EfficientZeroNet(cfg)
+    try:
+        net.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise SystemExit(f"{p}: weights do not match the stored network config ({e})") from None
+    exp, seed = run_args.get("exp_name", kind), int(run_args.get("seed", 0))
+    return Model(label=f"{kind}/{exp}/seed{seed}", group=f"{kind}/{exp}", kind=kind, path=p, env_id=env_id,
+                 game=game, family=family, seed=seed, net=net.to(device).eval(),
+                 teachers=[str(Path(t)) for t in ckpt.get("teachers", [])],
+                 ckpt_info={"counters": ckpt.get("counters", {}), "exp_name": exp,
+                            "file_mb": p.stat().st_size / 2**20})
+
+
+def play(model: Model, args: Args, mcts: MCTSConfig, episodes: int, desc: str, use_amp: bool, **kw) -> dict:
+    with tqdm(total=episodes, desc=desc, unit="episode", disable=not args.progress, leave=False) as bar:
+        return evaluate(model.net, model.env_id, episodes, mcts, first_seed=args.first_seed, max_steps=args.max_steps,
+                        rng=np.random.default_rng(args.seed), progress=bar, chunk_size=args.search_chunk_size,
+                        autocast=use_amp, **kw)
+
+
+def environment_info(device: torch.device) -> dict:
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], cwd=Path(__file__).parent, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except OSError:
+            return ""
+
+    import gymnasium
+    import onnxruntime
+
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+                     "gymnasium": gymnasium.__version__, "onnxruntime": onnxruntime.__version__},
+        "hardware": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                     "torch_threads": torch.get_num_threads(), "device": str(device),
+                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+    }
+
+
+def reference_scores(games) -> dict[str, dict[str, float]]:
+    """Per Atari game: random, human, published EfficientZero and the seed paper's Table 1 columns (when listed)."""
+    table = load_reference_scores()
+    table1, methods = load_paper_table1()
+    out = {}
+    for game in games:
+        if game in table:
+            ref = table[game]
+            out[game] = {"random": ref.random, "human": ref.human, "EfficientZero (published)":
+                         ref.efficientzero_published, **{m: table1.get(game, {}).get(m) for m in methods}}
+    return out
+
+
+def group_scores(models: list[Model], clean: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """game -> group -> mean over seeds of the per-checkpoint means, the spread across seeds, the seeds."""
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    by = defaultdict(list)
+    for m in models:
+        by[(m.game, m.group)].append(m)
+    for (game, group), ms in by.items():
+        means = [clean[m.label]["mean"] for m in ms]
+        out[game][group] = {"mean": float(np.mean(means)), "seed_std": float(np.std(means)) if len(ms) > 1 else None,
+                            "episode_std": float(np.mean([clean[m.label]["std"] for m in ms])),
+                            "seeds": [m.seed for m in ms], "per_seed": means, "kind": ms[0].kind}
+    return dict(out)
+
+
+# =============================================================================================================
 if __name__ == "__main__":
-    main(tyro.cli(Args, description=__doc__))
+    args = tyro.cli(Args, description=__doc__)
+    if not args.checkpoints:
+        raise SystemExit("give at least one checkpoint: --checkpoints runs/<run>/teacher.pt [...]")
+    if args.episodes < 1 or args.num_simulations < 1 or args.sticky_prob < 0 or args.obs_noise < 0:
+        raise SystemExit("--episodes and --num-simulations must be >= 1, --sticky-prob and --obs-noise >= 0")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    use_amp = args.amp and device.type == "cuda"
+    out_dir = Path(args.out_dir) / args.name
+
+    # --- models ----------------------------------------------------------------------------------------------
+    models = [load_model(p, device) for p in args.checkpoints]  # every checkpoint checked before any work
+    labels = [m.label for m in models]
+    for m in models:  # two runs of one experiment and seed: tell them apart by their run directory
+        if labels.count(m.label) > 1:
+            m.label = f"{m.label}/{m.path.parent.name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = environment_info(device)
+    mcts = MCTSConfig(num_simulations=args.num_simulations)
+    print(f"{len(models)} checkpoint(s) -> {out_dir} | {args.episodes} episodes each, {args.num_simulations} "
+          f"simulations, cap {args.max_steps:,} steps, device {device}")
+
+    # --- scores by the protocol; the teachers' visited states are kept for agreement --------------------------
+    clean: dict[str, dict] = {}
+    states: dict[str, np.ndarray] = {}
+    for m in tqdm(models, desc="checkpoints", unit="ckpt", disable=not args.progress):
+        t0 = time.time()
+        keep = args.agreement_states if (args.agreement and m.kind == "teacher") else 0
+        res = play(m, args, mcts, args.episodes, m.label, use_amp, record_states=keep)
+        if keep:
+            states[m.label] = res.pop("states")
+        clean[m.label] = {**eval_summary(res, m.game, m.family), "seconds": time.time() - t0}
+        tqdm.write(f"{m.label:40s} {m.game:14s} {clean[m.label]['mean']:10.2f} +- {clean[m.label]['std']:.2f}")
+
+    # --- robustness: sticky actions and observation noise, as drops from the clean score ----------------------
+    robust: dict[str, dict] = {}
+    if args.robustness:
+        n = args.robustness_episodes or args.episodes
+        for m in tqdm(models, desc="robustness", unit="ckpt", disable=not args.progress):
+            sticky = eval_summary(play(m, args, mcts, n, f"{m.label} sticky", use_amp,
+                                       sticky_action_prob=args.sticky_prob), m.game, m.family)
+            noisy = eval_summary(play(m, args, mcts, n, f"{m.label} noise", use_amp, obs_noise=args.obs_noise),
+                                 m.game, m.family)
+            base = clean[m.label]["mean"]
+            robust[m.label] = {
+                "sticky": {"prob": args.sticky_prob, "mean": sticky["mean"], "std": sticky["std"],
+                           "drop": base - sticky["mean"]},
+                "noise": {"sigma": args.obs_noise, "mean": noisy["mean"], "std": noisy["std"],
+                          "drop": base - noisy["mean"]},
+            }
+
+    # --- agreement of each student with its teacher on the teacher's evaluation states -----------------------
+    agreements: list[dict] = []
+    notes: list[str] = []
+    by_path = {m.path.resolve(): m for m in models}
+    for s in (m for m in models if m.kind == "student"):
+        teachers = [by_path.get(Path(t).resolve()) for t in s.teachers]
+        if not s.teachers or None in teachers:
+            notes.append(f"{s.label}: its teacher ({', '.join(s.teachers) or 'unknown'}) is not among the "
+                         "checkpoints, so no agreement was measured; pass the teacher checkpoint too")
+            continue
+        if not args.agreement:
+            continue
+        a = heldout_agreement(s.net, [t.net for t in teachers], states[teachers[0].label], mcts,
+                              chunk_size=args.search_chunk_size or 256, autocast=use_amp)
+        agreements.append({"student": s.label, "teacher": teachers[0].label, "game": s.game, **a})
+
+    # --- deployment cost of each distinct architecture ---------------------------------------------------------
+    cost: dict[str, dict] = {}
+    if args.cost:
+        arch = {}
+        for m in models:
+            arch.setdefault(json.dumps(m.net.config.to_dict(), sort_keys=True), []).append(m)
+        print(f"deployment cost of {len(arch)} architecture(s) (latency: {args.latency_repeats} decisions each, "
+              f"{torch.get_num_threads()} CPU threads)")
+        cfgs = {ms[0].label: ms[0].net.config for ms in arch.values()}
+        measured = profile_models(cfgs, args.num_simulations, args.latency_repeats, cuda=True)
+        for ms in arch.values():
+            for m in ms:
+                cost[m.label] = {**measured[ms[0].label], "file_mb": m.ckpt_info["file_mb"]}
+        if args.export_onnx:
+            from common.export import check_onnx, export_onnx, time_decisions
+            for ms in arch.values():
+                m = ms[0]
+                files = export_onnx(m.net.cpu(), out_dir / "onnx" / m.label.replace("/", "_"))
+                check = check_onnx(m.net, files)
+                timing = time_decisions(m.net, files, args.num_simulations, args.latency_repeats)
+                m.net.to(device)
+                for other in ms:
+                    cost[other.label]["onnx"] = {**files, **check, **timing, "exported_from": m.label}
+                tqdm.write(f"ONNX {m.label}: max |ort - torch| {check['max_abs_diff']:.2e}")
+
+    # --- aggregate: groups of seeds, HNS, Table 1, student over teacher ----------------------------------------
+    games = group_scores(models, clean)
+    groups = sorted({m.group for m in models})
+    aggregate = {g: hns_aggregate({game: row[g]["mean"] for game, row in games.items() if g in row})
+                 for g in groups}
+    pairs = []
+    for s_group in (g for g in groups if g.startswith("student/")):
+        teacher_groups = {by_path[Path(t).resolve()].group for m in models if m.group == s_group
+                          for t in m.teachers if Path(t).resolve() in by_path}
+        for t_group in sorted(teacher_groups):
+            common = [g for g, row in games.items() if s_group in row and t_group in row]
+            ratio = ratio_analysis({g: games[g][s_group]["mean"] for g in common},
+                                   {g: games[g][t_group]["mean"] for g in common})
+            pairs.append({"student": s_group, "teacher": t_group, "games": common, **ratio})
+    summary = {
+        **info,
+        "args": asdict(args),
+        "protocol": {"episodes": args.episodes, "seeds": [args.first_seed, args.first_seed + args.episodes - 1],
+                     "max_steps": args.max_steps, "num_simulations": args.num_simulations, "root_noise": False,
+                     "action": "argmax of visit counts"},
+        "models": [{"label": m.label, "group": m.group, "kind": m.kind, "checkpoint": str(m.path),
+                    "env_id": m.env_id, "game": m.game, "family": m.family, "seed": m.seed,
+                    "teachers": m.teachers, "counters": m.ckpt_info["counters"],
+                    "scores": clean[m.label], "robustness": robust.get(m.label), "cost": cost.get(m.label),
+                    "curves": read_curves(m.path.parent) if args.curves else {}} for m in models],
+        "games": games,
+        "references": reference_scores(games),
+        "aggregate_hns": aggregate,
+        "student_vs_teacher": pairs,
+        "agreement": agreements,
+        "paper_claim": paper_claim(),
+        "notes": notes + [f"{g}: {', '.join(a['skipped'])} not in the Atari 100k reference table, so no HNS"
+                          for g, a in aggregate.items() if a["skipped"]],
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    plots = write_plots(summary, out_dir)
+    write_report(summary, out_dir, plots)
+    print(f"wrote {out_dir / 'summary.json'}, {out_dir / 'report.md'} and {len(plots)} plot(s)")

@@ -17,16 +17,24 @@ $(STAMP): requirements.txt
 test: venv
 	$(BIN)/python -m pytest -q
 
-# End to end at CPU scale with the stages that exist so far: stage 1 trains a small teacher on the toy game
-# Toy/Catch-v0 and evaluates it (~3 min on 2 cores; runs/Toy-Catch-v0__demo__1__<time>/eval.json), then the
-# deployment-cost profile of the teacher and the student (Atari and MinAtar networks). Grows as stages 2-3 land.
-DEMO_TEACHER := --env-id Toy/Catch-v0 --exp-name demo --total-env-steps 2000 --random-transitions 1000 \
-	--train-updates 1500 --extra-updates 500 --batch-size 32 --num-simulations 20 --segment-length 50 --channels 16 \
-	--lstm-hidden 32 --reanalyse-fraction 0 --lr-warmup 50 --target-update-interval 50 --eval-interval 500 \
-	--eval-episodes 16 --final-eval-episodes 128
+# End to end at CPU scale on the toy game Toy/Catch-v0 (~8 min on 2 cores): stage 1 trains a small teacher and
+# evaluates it (runs/Toy-Catch-v0__demo__1__<time>/), stage 2 distils a student from it with the same budget
+# (runs/Toy-Catch-v0__demo-student__1__<time>/), stage 3 evaluates both and writes results/demo/report.md, then
+# the deployment-cost profile of the paper-sized teacher and student (Atari and MinAtar networks).
+DEMO_BUDGET := --env-id Toy/Catch-v0 --total-env-steps 2000 --random-transitions 1000 --train-updates 1500 \
+	--extra-updates 500 --batch-size 32 --num-simulations 20 --segment-length 50 --channels 16 --lstm-hidden 32 \
+	--reanalyse-fraction 0 --lr-warmup 50 --target-update-interval 50 --eval-interval 500 --eval-episodes 16 \
+	--final-eval-episodes 128
+DEMO_TEACHER := $(DEMO_BUDGET) --exp-name demo
+# the teacher's search as the response target: this small teacher's raw policy is nearly flat (max probability ~0.4)
+DEMO_STUDENT := $(DEMO_BUDGET) --exp-name demo-student --response-target search --teacher-eval-episodes 32
+LAST_RUN = $$(ls -td runs/Toy-Catch-v0__$(1)__1__*/ | head -n 1)
 
 demo: venv
 	$(BIN)/python 01_pretrain_teacher.py $(DEMO_TEACHER)
+	$(BIN)/python 02_distill_student.py $(DEMO_STUDENT) --teacher "$(call LAST_RUN,demo)teacher.pt"
+	$(BIN)/python 03_evaluate.py --name demo --num-simulations 20 --export-onnx \
+		--checkpoints "$(call LAST_RUN,demo)teacher.pt" "$(call LAST_RUN,demo-student)student.pt"
 	$(BIN)/python -m common.profile --num-actions 18 --json-out results/profile_atari.json
 	$(BIN)/python -m common.profile --scale minatar --num-actions 3 --json-out results/profile_minatar.json
 

@@ -308,15 +308,19 @@ class CatchEnv(GameEnv):
     per step; the paddle on the bottom row moves left / stays / moves right. After 9 steps the episode ends with
     +1 if the paddle is under the ball, else -1. Dynamics are deterministic (only the ball's column is drawn at
     reset), so a learner that works masters it in minutes on a CPU: the environment of the CI learning test.
-    Frames: 2 planes (ball, paddle) of 0/255, like MinAtar."""
+    Frames: 2 planes (ball, paddle) of 0/255, like MinAtar. `sticky_action_prob` (default 0, used by the
+    robustness evaluation): with this probability the previous action is repeated instead of the chosen one."""
 
     family = "toy"
     ROWS, COLS = 10, 5
 
-    def __init__(self, game: str = "Catch", mode: str = "train", seed: int = 0, max_episode_steps: int | None = None):
+    def __init__(self, game: str = "Catch", mode: str = "train", seed: int = 0, max_episode_steps: int | None = None,
+                 sticky_action_prob: float = 0.0):
         super().__init__(game, mode, seed, max_episode_steps)
         self.num_actions = 3
         self.frame_shape = (2, self.ROWS, self.COLS)
+        self.sticky_action_prob = sticky_action_prob
+        self.last_action = 1
 
     def _frame(self) -> np.ndarray:
         f = np.zeros(self.frame_shape, np.uint8)
@@ -327,6 +331,7 @@ class CatchEnv(GameEnv):
     def _new_game(self) -> np.ndarray:
         self.ball_row, self.ball_col = 0, int(self.rng.integers(self.COLS))
         self.paddle = self.COLS // 2
+        self.last_action = 1  # "stay"
         return self._frame()
 
     def _continue_game(self) -> np.ndarray:
@@ -336,6 +341,9 @@ class CatchEnv(GameEnv):
         return 0
 
     def _act(self, action: int):
+        if self.sticky_action_prob and self.rng.random() < self.sticky_action_prob:
+            action = self.last_action
+        self.last_action = action
         self.paddle = int(np.clip(self.paddle + action - 1, 0, self.COLS - 1))
         self.ball_row += 1
         done = self.ball_row == self.ROWS - 1

@@ -42,10 +42,32 @@ def decision(net: EfficientZeroNet, obs: torch.Tensor, num_simulations: int) -> 
         latent, state = r.latent, r.lstm_state
 
 
+def decision_latencies(nets: dict[str, EfficientZeroNet], obs: dict[str, torch.Tensor], num_simulations: int,
+                       repeats: int, warmup: int, device: str = "cpu") -> dict[str, list[float]]:
+    """Milliseconds per decision of each model on `device`, in interleaved rounds (one decision of every model
+    per round) so that machine noise hits all models alike and their ratio is fair. On CUDA the clock stops after
+    a synchronize: kernel launches are asynchronous."""
+    nets = {name: net.to(device) for name, net in nets.items()}
+    obs = {name: o.to(device) for name, o in obs.items()}
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in nets}
+    for i in range(warmup + repeats):
+        for name, net in nets.items():
+            sync()
+            t0 = time.perf_counter()
+            decision(net, obs[name], num_simulations)
+            sync()
+            if i >= warmup:
+                times[name].append((time.perf_counter() - t0) * 1000)
+    for net in nets.values():
+        net.to("cpu")
+    return times
+
+
 def profile_models(cfgs: dict[str, NetConfig], num_simulations: int = 50, repeats: int = 30,
-                   warmup: int = 5) -> dict[str, dict]:
-    """Static costs of each model, then CPU latency measured in interleaved rounds (one decision of every model per
-    round) so that machine noise hits all models alike and their ratio is fair."""
+                   warmup: int = 5, cuda: bool = False) -> dict[str, dict]:
+    """Static costs of each model, then CPU latency per decision at batch 1 (and CUDA latency when `cuda` and a
+    GPU is present). Costs do not depend on the weights, so fresh networks of each config are measured."""
     nets = {name: EfficientZeroNet(cfg).eval() for name, cfg in cfgs.items()}
     result, obs = {}, {}
     for name, net in nets.items():
@@ -68,18 +90,15 @@ def profile_models(cfgs: dict[str, NetConfig], num_simulations: int = 50, repeat
             "macs_decision": macs_initial + num_simulations * macs_recurrent,
             "checkpoint_mb": buf.getbuffer().nbytes / 2**20,
         }
-    times: dict[str, list[float]] = {name: [] for name in nets}
-    for i in range(warmup + repeats):
-        for name, net in nets.items():
-            t0 = time.perf_counter()
-            decision(net, obs[name], num_simulations)
-            if i >= warmup:
-                times[name].append((time.perf_counter() - t0) * 1000)
-    for name, ts in times.items():
-        q = statistics.quantiles(ts, n=4)
-        result[name].update({"latency_ms_decision_cpu": statistics.median(ts),
-                             "latency_ms_decision_cpu_quartiles": [q[0], q[2]],
-                             "num_simulations": num_simulations, "torch_threads": torch.get_num_threads()})
+    devices = ["cpu"] + (["cuda"] if cuda and torch.cuda.is_available() else [])
+    for device in devices:
+        for name, ts in decision_latencies(nets, obs, num_simulations, repeats, warmup, device).items():
+            q = statistics.quantiles(ts, n=4)
+            result[name].update({f"latency_ms_decision_{device}": statistics.median(ts),
+                                 f"latency_ms_decision_{device}_quartiles": [q[0], q[2]]})
+    for name in nets:
+        result[name].update({"num_simulations": num_simulations, "torch_threads": torch.get_num_threads(),
+                             "cuda_device": torch.cuda.get_device_name() if "cuda" in devices else None})
     return result
 
 
@@ -97,6 +116,8 @@ class Args:
     """timed decisions per model, interleaved across models (median reported)"""
     threads: int = 0
     """torch CPU threads (0 = torch's default for this machine)"""
+    cuda: bool = True
+    """also time decisions on the GPU when one is present"""
     json_out: str | None = None
     """write the measurements here as JSON {"teacher": {...}, "student": {...}}"""
 
@@ -108,12 +129,14 @@ def main(args: Args) -> dict:
     shapes = {"atari": (FRAME_STACK * 3, 96, 96), "minatar": (FRAME_STACK * args.minatar_channels, 10, 10)}
     cfgs = {role: default_config(role, args.scale, shapes[args.scale], args.num_actions)
             for role in ("teacher", "student")}
-    result = profile_models(cfgs, args.num_simulations, args.repeats)
+    result = profile_models(cfgs, args.num_simulations, args.repeats, cuda=args.cuda)
 
     t, s = result["teacher"], result["student"]
     rows = [("params_total", "{:,}"), ("params_acting", "{:,}"), ("macs_initial", "{:,}"),
             ("macs_recurrent", "{:,}"), ("macs_decision", "{:,}"), ("latency_ms_decision_cpu", "{:.1f}"),
             ("checkpoint_mb", "{:.2f}")]
+    if "latency_ms_decision_cuda" in t:
+        rows.insert(6, ("latency_ms_decision_cuda", "{:.2f}"))
     print(f"{args.scale} networks, {args.num_actions} actions, decision = 1 initial + {args.num_simulations} "
           f"recurrent inferences at batch 1, {torch.get_num_threads()} CPU threads")
     print(f"{'':26s}{'teacher':>16s}{'student':>16s}{'student/teacher':>17s}")

@@ -1,0 +1,324 @@
+"""Stage 3's outputs: training curves read back from TensorBoard, the PNG plots and the markdown report, all made
+from `summary.json`'s content so that every number in the report is one the script measured."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+CURVE_TAGS = ("eval/return_mean", "charts/episodic_return")
+
+
+def read_curves(run_dir: Path, tags=CURVE_TAGS) -> dict[str, dict[str, list]]:
+    """{tag: {"steps": [...], "values": [...]}} from the TensorBoard event files of a run directory ({} if none).
+    `eval/return_mean` is indexed by updates, `charts/episodic_return` by environment steps."""
+    run_dir = Path(run_dir)
+    if not any(run_dir.glob("events.out.tfevents.*")):
+        return {}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # 0 = keep every point
+    acc.Reload()
+    have = set(acc.Tags().get("scalars", []))
+    out = {}
+    for tag in tags:
+        if tag in have:
+            events = acc.Scalars(tag)
+            out[tag] = {"steps": [e.step for e in events], "values": [float(e.value) for e in events]}
+    return out
+
+
+def _fmt(x, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, (int, np.integer)) or (isinstance(x, float) and abs(x) >= 1e5):
+        return f"{x:,.0f}"
+    return f"{x:,.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return lines + [""]
+
+
+def _groups(summary: dict) -> list[str]:
+    return sorted({m["group"] for m in summary["models"]}, key=lambda g: (not g.startswith("teacher"), g))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------------------------------------
+def write_plots(summary: dict, out_dir: Path) -> list[str]:
+    """scores.png (every group per game, with the reference scores), hns.png (Atari games only), cost_vs_score.png,
+    curves.png (when the runs have TensorBoard logs). Returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    written = []
+    games = sorted(summary["games"])
+    groups = _groups(summary)
+    colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
+
+    # scores per game: our groups (spread across seeds as error bars) next to the reference scores
+    fig, axes = plt.subplots(1, len(games), figsize=(max(4.5, 1.2 * len(groups) + 2.5) * len(games), 4), squeeze=False)
+    refs = summary.get("references", {})
+    for ax, game in zip(axes[0], games):
+        row = summary["games"][game]
+        names, vals, errs, cols = [], [], [], []
+        for g in groups:
+            if g in row:
+                names.append(g)
+                vals.append(row[g]["mean"])
+                errs.append(row[g]["seed_std"] or 0.0)
+                cols.append(colors[g])
+        for ref_name, val in refs.get(game, {}).items():
+            if val is not None:
+                names.append(ref_name)
+                vals.append(val)
+                errs.append(0.0)
+                cols.append("0.75")
+        ax.bar(range(len(vals)), vals, yerr=errs, color=cols, capsize=3)
+        ax.set_xticks(range(len(vals)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_title(game)
+        ax.set_ylabel("score (mean over episodes; bars: spread over seeds)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "scores.png", dpi=120)
+    plt.close(fig)
+    written.append("scores.png")
+
+    # HNS aggregates (only groups with Atari games)
+    agg = {g: a for g, a in summary["aggregate_hns"].items() if a["games"]}
+    if agg:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        width = 0.8 / len(agg)
+        for i, (g, a) in enumerate(sorted(agg.items())):
+            ax.bar(np.arange(3) + i * width, [a["mean"], a["median"], a["iqm"]], width, label=g, color=colors[g])
+        ax.set_xticks(np.arange(3) + 0.4 - width / 2, ["mean HNS", "median HNS", "IQM HNS"])
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "hns.png", dpi=120)
+        plt.close(fig)
+        written.append("hns.png")
+
+    # cost vs score: one panel per game, x = CPU latency per decision, y = score
+    with_cost = [m for m in summary["models"] if m.get("cost")]
+    if with_cost:
+        fig, axes = plt.subplots(1, len(games), figsize=(4.5 * len(games), 3.6), squeeze=False)
+        for ax, game in zip(axes[0], games):
+            for g in groups:
+                ms = [m for m in with_cost if m["game"] == game and m["group"] == g]
+                if ms:
+                    ax.scatter([m["cost"]["latency_ms_decision_cpu"] for m in ms],
+                               [m["scores"]["mean"] for m in ms], color=colors[g], label=g, s=30)
+            ax.set_xlabel("CPU ms per 50-simulation decision (batch 1)")
+            ax.set_ylabel("score")
+            ax.set_title(game)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "cost_vs_score.png", dpi=120)
+        plt.close(fig)
+        written.append("cost_vs_score.png")
+
+    # training curves from TensorBoard: periodic evaluation (by update) or, without it, the training returns
+    curved = [m for m in summary["models"] if m.get("curves")]
+    if curved:
+        fig, axes = plt.subplots(1, len(games), figsize=(5 * len(games), 3.6), squeeze=False)
+        for ax, game in zip(axes[0], games):
+            xlabel = None
+            for m in (m for m in curved if m["game"] == game):
+                c = m["curves"]
+                if "eval/return_mean" in c:
+                    steps, vals, xlabel = c["eval/return_mean"]["steps"], c["eval/return_mean"]["values"], "updates"
+                else:
+                    steps, vals = c["charts/episodic_return"]["steps"], c["charts/episodic_return"]["values"]
+                    k = max(1, len(vals) // 20)  # moving average over ~5% of the games
+                    vals = np.convolve(vals, np.ones(k) / k, mode="valid").tolist()
+                    steps, xlabel = steps[k - 1:], xlabel or "environment steps (training games, smoothed)"
+                ax.plot(steps, vals, color=colors[m["group"]], label=m["label"], lw=1)
+            ax.set_xlabel(xlabel or "")
+            ax.set_ylabel("return")
+            ax.set_title(game)
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out_dir / "curves.png", dpi=120)
+        plt.close(fig)
+        written.append("curves.png")
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Markdown
+# ---------------------------------------------------------------------------------------------------------
+def _claim_rows(r: dict) -> list[list]:
+    return [
+        ["games compared", r.get("n_games", len(r.get("games", [])))],
+        ["student wins / ties / losses", f"{r.get('wins')} / {r.get('ties')} / {r.get('losses')}"],
+        ["mean of per-game ratios", f"{_fmt(r.get('ratio_mean'), 3)} ({_fmt(r.get('ratio_mean_pct'), 1)}%)"],
+        ["median of per-game ratios", f"{_fmt(r.get('ratio_median'), 3)} ({_fmt(r.get('ratio_median_pct'), 1)}%)"],
+        ["geometric mean of ratios", f"{_fmt(r.get('ratio_geomean'), 3)} ({_fmt(r.get('ratio_geomean_pct'), 1)}%)"],
+        ["change of summed raw scores", f"{_fmt(r.get('sum_change_pct'), 1)}%"],
+        ["mean HNS teacher → student", f"{_fmt(r.get('hns_mean_teacher'), 3)} → {_fmt(r.get('hns_mean_student'), 3)}"],
+        ["median HNS teacher → student",
+         f"{_fmt(r.get('hns_median_teacher'), 3)} → {_fmt(r.get('hns_median_student'), 3)}"],
+    ]
+
+
+def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
+    out_dir = Path(out_dir)
+    groups = _groups(summary)
+    games = sorted(summary["games"])
+    p = summary["protocol"]
+    hw = summary["hardware"]
+    L = [f"# Evaluation report: {out_dir.name}", "",
+         f"Generated by `03_evaluate.py` on {summary['date']} at commit `{summary['git_commit'][:12]}`"
+         f"{' (uncommitted changes)' if summary.get('git_dirty') else ''}. Command:", "",
+         f"```\n{summary['command']}\n```", "",
+         f"Protocol: {p['episodes']} episodes per checkpoint (environment seeds {p['seeds'][0]}..{p['seeds'][1]}), "
+         f"at most {p['max_steps']:,} agent steps, {p['num_simulations']} simulations, no root noise, action = "
+         f"argmax of visit counts. Hardware: {hw['cpu']} ({hw['cpu_count']} cores, {hw['torch_threads']} torch "
+         f"threads), GPU: {hw['gpu'] or 'none'}; torch {summary['versions']['torch']}.", ""]
+
+    # scores
+    L += ["## Scores", "",
+          "Mean over episodes; with several seeds, the mean over seeds ± the standard deviation across seeds, "
+          "and the per-seed means. HNS = (score − random) / (human − random), Atari 100k games only.", ""]
+    rows = []
+    for game in games:
+        for g in groups:
+            r = summary["games"][game].get(g)
+            if r is None:
+                continue
+            spread = (f" ± {_fmt(r['seed_std'])}" if r["seed_std"] is not None
+                      else f" (episode std {_fmt(r['episode_std'])})")
+            hns = summary["aggregate_hns"][g]["hns"].get(game)
+            rows.append([game, g, len(r["seeds"]), f"{_fmt(r['mean'])}{spread}",
+                         ", ".join(_fmt(x) for x in r["per_seed"]), _fmt(hns, 3)])
+    L += _table(["game", "model", "seeds", "score", "per seed", "HNS"], rows)
+
+    refs = summary.get("references", {})
+    if any(refs.get(g) for g in games):
+        cols = sorted({k for g in games for k in refs.get(g, {})}, key=lambda k: list(refs[games[0]]).index(k)
+                      if k in refs.get(games[0], {}) else 99)
+        L += ["### Against the published baselines", "",
+              "Random, human and published EfficientZero scores (Atari 100k), and the seed paper's Table 1 "
+              "(`EfficientZero_rerun` is the paper's teacher, `Ours_distilled_student` its student).", ""]
+        rows = [[g, *[_fmt(summary["games"][g][x]["mean"]) if x in summary["games"][g] else "–" for x in groups],
+                 *[_fmt(refs.get(g, {}).get(c)) for c in cols]] for g in games if refs.get(g)]
+        L += _table(["game", *groups, *cols], rows)
+
+    agg = {g: a for g, a in summary["aggregate_hns"].items() if a["games"]}
+    if agg:
+        L += ["### Human-normalised aggregates", ""]
+        L += _table(["model", "games", "mean HNS", "median HNS", "IQM HNS"],
+                    [[g, len(a["games"]), _fmt(a["mean"], 3), _fmt(a["median"], 3), _fmt(a["iqm"], 3)]
+                     for g, a in sorted(agg.items())])
+
+    # student vs teacher, and the paper's headline
+    L += ["## Student over teacher", "",
+          "The seed paper reports that its student improves on its teacher by \"about 12.1%\". A ratio of "
+          "Atari scores can be summarised several ways, and they disagree; all of them are given, for our runs "
+          "and for the paper's own Table 1.", ""]
+    for pair in summary["student_vs_teacher"]:
+        L += [f"**{pair['student']} over {pair['teacher']}** ({', '.join(pair['games'])}):", ""]
+        L += _table(["statistic", "value"], _claim_rows(pair))
+    claim = summary["paper_claim"]
+    L += ["**The paper's own Table 1** (Ours_distilled_student over EfficientZero_rerun):", ""]
+    L += _table(["statistic", "value"], _claim_rows(claim.get("analysis", claim)))
+    if claim.get("candidates"):
+        hits = [c["name"] for c in claim["candidates"] if c.get("matches")]
+        L += [f"Which aggregation gives the paper's 12.1%: {', '.join(hits) if hits else 'none of the '}"
+              f"{'' if hits else str(len(claim['candidates'])) + ' candidates below rounds to 12.1'}.", "",
+              "<details><summary>every candidate</summary>", ""]
+        L += _table(["candidate", "value (%)", "rounds to 12.1?"],
+                    [[c["name"], _fmt(c["value_pct"], 2), "yes" if c.get("matches") else "no"]
+                     for c in claim["candidates"]])
+        L += ["</details>", ""]
+
+    # cost
+    with_cost = [m for m in summary["models"] if m.get("cost")]
+    if with_cost:
+        seen, rows = set(), []
+        for m in with_cost:
+            key = (m["group"], m["cost"]["params_total"])
+            if key in seen:
+                continue
+            seen.add(key)
+            c = m["cost"]
+            # ratios to a teacher of the same game (the first one given)
+            t = next((x["cost"] for x in with_cost if x["kind"] == "teacher" and x["game"] == m["game"]), None)
+
+            def ratio(k, c=c, t=t, student=m["kind"] == "student"):
+                return f" ({c[k] / t[k]:.2f})" if t and student else ""
+
+            cuda = c.get("latency_ms_decision_cuda")
+            rows.append([m["group"], f"{c['params_total']:,}{ratio('params_total')}",
+                         f"{c['params_acting']:,}{ratio('params_acting')}",
+                         f"{c['macs_initial'] / 1e6:,.2f}M{ratio('macs_initial')}",
+                         f"{c['macs_recurrent'] / 1e6:,.3f}M{ratio('macs_recurrent')}",
+                         f"{c['macs_decision'] / 1e6:,.1f}M{ratio('macs_decision')}",
+                         f"{c['latency_ms_decision_cpu']:.1f}{ratio('latency_ms_decision_cpu')}",
+                         f"{cuda:.1f}" if cuda else "–", f"{c['checkpoint_mb']:.2f}{ratio('checkpoint_mb')}"])
+        L += ["## Deployment cost", "",
+              "Per architecture (student/teacher ratio in brackets). Parameters: all, and the acting part "
+              "(representation, dynamics, prediction: what a deployed agent runs). Multiply-adds counted by "
+              "`torch.utils.flop_counter`; a decision = 1 initial + "
+              f"{p['num_simulations']} recurrent inferences at batch 1 (median latency after warm-up, tree work "
+              "excluded). Checkpoint: the network's weights alone.", ""]
+        L += _table(["model", "params", "acting params", "MACs initial", "MACs recurrent", "MACs / decision",
+                     "CPU ms / decision", "CUDA ms / decision", "weights MB"], rows)
+        onnx = [(m["group"], m["cost"]["onnx"]) for m in with_cost if m["cost"].get("onnx")]
+        if onnx:
+            seen_o, rows = set(), []
+            for g, o in onnx:
+                if (g, o["exported_from"]) in seen_o:
+                    continue
+                seen_o.add((g, o["exported_from"]))
+                rows.append([g, f"{o['max_abs_diff']:.1e}", f"{o['torch_ms']:.1f}", f"{o['ort_ms']:.1f}",
+                             f"{o['ort_ms'] / o['torch_ms']:.2f}"])
+            L += ["### ONNX (onnxruntime, CPU)", "",
+                  "Acting networks exported with a dynamic batch dimension; outputs checked against torch on "
+                  "random inputs at several batch sizes.", ""]
+            L += _table(["model", "max abs diff", "torch ms / decision", "onnxruntime ms / decision", "ratio"], rows)
+
+    if summary["agreement"]:
+        L += ["## Agreement with the teacher", "",
+              "On states drawn uniformly from the teacher's evaluation episodes (never trained on): agreement of "
+              "the argmax of the raw policies; of the student's raw-policy argmax with the action the teacher's "
+              "search plays; of the actions the two searches play; Jensen–Shannon divergence of the raw policies "
+              "(nats); mean absolute difference of the predicted values.", ""]
+        L += _table(["student", "teacher", "states", "policy argmax", "student policy vs teacher search",
+                     "search action", "JS divergence", "value MAE"],
+                    [[a["student"], a["teacher"], a["states"], _fmt(a["policy_argmax_agreement"], 3),
+                      _fmt(a.get("policy_vs_search_agreement"), 3), _fmt(a.get("search_action_agreement"), 3),
+                      _fmt(a["js_divergence"], 4), _fmt(a["value_mae"], 3)] for a in summary["agreement"]])
+
+    robust = [m for m in summary["models"] if m.get("robustness")]
+    if robust:
+        r0 = robust[0]["robustness"]
+        L += ["## Robustness", "",
+              f"The same protocol with sticky actions (the previous action repeats with probability "
+              f"{r0['sticky']['prob']}) and with Gaussian noise of std {r0['noise']['sigma']} (on the [0, 1] input "
+              "scale) on what the network sees; drop = clean − perturbed score.", ""]
+        L += _table(["model", "game", "clean", "sticky", "drop", "noise", "drop"],
+                    [[m["label"], m["game"], _fmt(m["scores"]["mean"]), _fmt(m["robustness"]["sticky"]["mean"]),
+                      _fmt(m["robustness"]["sticky"]["drop"]), _fmt(m["robustness"]["noise"]["mean"]),
+                      _fmt(m["robustness"]["noise"]["drop"])] for m in robust])
+
+    if plots:
+        L += ["## Plots", ""] + [f"![{p_}]({p_})" for p_ in plots] + [""]
+    if summary["notes"]:
+        L += ["## Notes", ""] + [f"- {n}" for n in summary["notes"]] + [""]
+    L += ["## Checkpoints", ""]
+    L += _table(["model", "checkpoint", "updates", "env steps"],
+                [[m["label"], f"`{m['checkpoint']}`", _fmt(m["counters"].get("updates")),
+                  _fmt(m["counters"].get("env_steps"))] for m in summary["models"]])
+    path = out_dir / "report.md"
+    path.write_text("\n".join(L))
+    return path

@@ -1,0 +1,122 @@
+"""Stage 3: 03_evaluate.py on checkpoints written by 01 and 02, the agreement metrics, and the evaluation options
+it relies on (sticky actions, observation noise, held-out states)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from common.distill import heldout_agreement
+from common.envs import make_env
+from common.mcts import MCTSConfig
+from common.networks import EfficientZeroNet, minatar_student_config, minatar_teacher_config
+from common.selfplay import evaluate
+from tests.conftest import ENV, ROOT
+
+SMALL = ["--episodes", "2", "--num-simulations", "2", "--max-steps", "60", "--latency-repeats", "2",
+         "--agreement-states", "64", "--threads", "1", "--no-progress"]
+
+
+def evaluate_script(args, tmp_path):
+    return subprocess.run([sys.executable, str(ROOT / "03_evaluate.py"), "--out-dir", str(tmp_path), *args],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def test_report_from_01_and_02_checkpoints(tiny_teacher, tiny_student, tmp_path):
+    r = evaluate_script(["--checkpoints", str(tiny_teacher), str(tiny_student.parent), "--name", "tiny",
+                         "--export-onnx", *SMALL], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "tiny"
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("command", "git_commit", "versions", "hardware", "protocol", "models", "games", "aggregate_hns",
+                "student_vs_teacher", "agreement", "paper_claim", "notes", "references"):
+        assert key in summary, key
+    teacher, student = summary["models"]
+    assert (teacher["kind"], student["kind"]) == ("teacher", "student")
+    for m in (teacher, student):
+        assert m["scores"]["episodes"] == 2 and len(m["scores"]["scores"]) == 2
+        assert set(m["robustness"]) == {"sticky", "noise"}
+        cost = m["cost"]
+        for k in ("params_total", "params_acting", "macs_initial", "macs_recurrent", "macs_decision",
+                  "latency_ms_decision_cpu", "checkpoint_mb", "file_mb"):
+            assert cost[k] > 0, k
+        assert cost["onnx"]["max_abs_diff"] < 1e-4
+        assert m["curves"]  # both runs logged to TensorBoard
+    assert summary["games"]["MinAtar/Breakout-v1"]["student/student"]["mean"] == student["scores"]["mean"]
+    (agree,) = summary["agreement"]
+    assert agree["student"] == student["label"] and agree["teacher"] == teacher["label"] and agree["states"] > 0
+    assert 0 <= agree["search_action_agreement"] <= 1
+    (pair,) = summary["student_vs_teacher"]
+    assert pair["student"] == "student/student" and pair["teacher"] == "teacher/teacher"
+    assert any("HNS" in n for n in summary["notes"])  # MinAtar: no human reference, said so
+    report = (out / "report.md").read_text()
+    for heading in ("## Scores", "## Student over teacher", "## Deployment cost", "### ONNX", "## Agreement",
+                    "## Robustness", "## Plots"):
+        assert heading in report, heading
+    for png in ("scores.png", "cost_vs_score.png", "curves.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in report
+
+
+@pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "incompatible"])
+def test_bad_checkpoint_fails_with_a_readable_message(tiny_teacher, tmp_path, case):
+    if case == "missing":
+        path, message = tmp_path / "nope.pt", "does not exist"
+    elif case == "not-a-checkpoint":
+        path, message = tmp_path / "x.pt", "is not an ez-distill checkpoint"
+        path.write_text("hello")
+    else:  # a Breakout network declared as trained on Freeway (Freeway: 7 channels per frame, another input shape)
+        ckpt = torch.load(tiny_teacher, weights_only=True)
+        ckpt["args"]["env_id"] = "MinAtar/Freeway-v1"
+        path, message = tmp_path / "teacher.pt", "incompatible checkpoint"
+        torch.save(ckpt, path)
+    r = evaluate_script(["--checkpoints", str(path), *SMALL], tmp_path)
+    assert r.returncode != 0 and message in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+
+
+def test_agreement_of_a_model_with_itself_is_perfect():
+    torch.manual_seed(0)
+    net = EfficientZeroNet(minatar_teacher_config((16, 10, 10), 3, channels=8, lstm_hidden=16)).eval()
+    with torch.no_grad():  # the last layers start at zero: make the policies and values non-trivial
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    states = (np.random.default_rng(0).random((40, 16, 10, 10)) < 0.1).astype(np.uint8) * 255
+    a = heldout_agreement(net, [net], states, MCTSConfig(num_simulations=4))
+    assert {k: a[k] for k in ("states", "policy_argmax_agreement", "js_divergence", "value_mae",
+                              "search_action_agreement")} == {"states": 40, "policy_argmax_agreement": 1.0,
+                                                              "js_divergence": 0.0, "value_mae": 0.0,
+                                                              "search_action_agreement": 1.0}
+    assert 0 <= a["policy_vs_search_agreement"] <= 1  # a raw policy and its own search may disagree
+    other = EfficientZeroNet(minatar_student_config((16, 10, 10), 3, channels=8, lstm_hidden=16)).eval()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    b = heldout_agreement(other, [net], states, MCTSConfig(num_simulations=4))
+    assert b["js_divergence"] > 0 and b["value_mae"] > 0 and b["policy_argmax_agreement"] < 1
+
+
+def test_sticky_actions_repeat_the_previous_action():
+    env = make_env("Toy/Catch-v0", mode="eval", seed=0, sticky_action_prob=1.0)
+    env.reset()
+    for _ in range(4):
+        env.step(2)  # always "right": with p = 1 the initial "stay" repeats forever
+    assert env.paddle == env.COLS // 2
+    env = make_env("Toy/Catch-v0", mode="eval", seed=0, sticky_action_prob=0.0)
+    env.reset()
+    env.step(2)
+    assert env.paddle == env.COLS // 2 + 1
+
+
+def test_evaluate_records_states_and_noise_changes_inputs_only():
+    net = EfficientZeroNet(minatar_teacher_config((8, 10, 5), 3, channels=8, lstm_hidden=16)).eval()
+    mcts = MCTSConfig(num_simulations=2)
+    clean = evaluate(net, "Toy/Catch-v0", 6, mcts, record_states=20)
+    assert clean["states"].shape == (20, 8, 10, 5) and clean["states"].dtype == np.uint8
+    assert set(np.unique(clean["states"])) <= {0, 255}  # the network's clean inputs
+    again = evaluate(net, "Toy/Catch-v0", 6, mcts, record_states=20)
+    assert np.array_equal(clean["states"], again["states"]) and clean["scores"] == again["scores"]
+    noisy = evaluate(net, "Toy/Catch-v0", 6, mcts, obs_noise=0.3)
+    assert noisy["lengths"] == clean["lengths"]  # Catch always lasts 9 steps: only what the network sees changed
