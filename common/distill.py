@@ -128,14 +128,15 @@ def distillation_terms(student: Unroll, teachers: list[Unroll], mask: torch.Tens
     if cfg.feature_latent_weight:
         feat = zero
         for k in range(K1):
-            s = adapter.latent(student.latents[k]) if adapter is not None else student.latents[k]
+            s = student.latents[k].float()  # float32 adapters; under CUDA autocast the student's features are fp16
+            s = adapter.latent(s) if adapter is not None else s
             t = torch.stack([u.latents[k] for u in teachers]).mean(0)
             feat = feat + mse_per_sample(s, t) * mask[:, k]
         out["feature_latent"] = feat
     if cfg.feature_lstm_weight:
         feat = zero
         for k in range(1, K1):
-            h, c = student.hidden[k - 1], student.cell[k - 1]
+            h, c = student.hidden[k - 1].float(), student.cell[k - 1].float()
             if adapter is not None:
                 h, c = adapter.hidden(h), adapter.cell(c)
             th = torch.stack([u.hidden[k - 1] for u in teachers]).mean(0)

@@ -264,7 +264,8 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
                          f"{c['macs_recurrent'] / 1e6:,.3f}M{ratio('macs_recurrent')}",
                          f"{c['macs_decision'] / 1e6:,.1f}M{ratio('macs_decision')}",
                          f"{c['latency_ms_decision_cpu']:.1f}{ratio('latency_ms_decision_cpu')}",
-                         f"{cuda:.1f}" if cuda else "–", f"{c['checkpoint_mb']:.2f}{ratio('checkpoint_mb')}"])
+                         f"{cuda:.1f}{ratio('latency_ms_decision_cuda')}" if cuda else "–",
+                         f"{c['checkpoint_mb']:.2f}{ratio('checkpoint_mb')}"])
         L += ["## Deployment cost", "",
               "Per architecture (student/teacher ratio in brackets). Parameters: all, and the acting part "
               "(representation, dynamics, prediction: what a deployed agent runs). Multiply-adds counted by "
