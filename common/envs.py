@@ -17,7 +17,6 @@ scores, 27,000-step cap. In both modes `info["raw_reward"]` is the unclipped rew
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -358,12 +357,3 @@ def make_env(env_id: str, mode: str = "train", seed: int = 0, **kwargs) -> GameE
     """Build an Atari 100k, MinAtar or toy environment from any accepted name (see `resolve_env_id`)."""
     family, game = resolve_env_id(env_id)
     return {"atari": AtariEnv, "minatar": MinAtarEnv, "toy": CatchEnv}[family](game, mode=mode, seed=seed, **kwargs)
-
-
-def iqm(values) -> float:
-    """Interquartile mean (Agarwal et al. 2021): the mean of the middle 50% (fractional ends weighted)."""
-    x = np.sort(np.asarray(values, dtype=np.float64))
-    n = len(x)
-    lo, hi = 0.25 * n, 0.75 * n
-    w = np.clip(np.minimum(np.arange(1, n + 1), hi) - np.maximum(np.arange(n), lo), 0, None)
-    return float((w * x).sum() / w.sum()) if n else math.nan

@@ -17,11 +17,10 @@ skipped game would change every average).
 Undefined statistics (an empty set of games, a ratio whose denominator is not positive) are None, so that the
 result serialises as strict JSON.
 
-IQM: `iqm_trimmed` is the interquartile mean as rliable (Agarwal et al. 2021) computes it, the 25% trimmed mean
-`scipy.stats.trim_mean(x, 0.25)`: int(0.25 n) values are cut from each end. `common.envs.iqm` instead weights the
-two boundary values fractionally so that exactly 50% of the mass is kept. The two agree when n is a multiple of
-4 and differ otherwise: on the 26 published EfficientZero HNS values the trimmed mean (the number papers quote)
-is 1.047 and the fractional one 1.035. Both are reported (`iqm`, `iqm_interpolated`).
+IQM: the interquartile mean as rliable (Agarwal et al. 2021) computes it, the 25% trimmed mean
+`scipy.stats.trim_mean(x, 0.25)`: int(0.25 n) values are cut from each end. (Weighting the two boundary values
+fractionally so that exactly 50% of the mass is kept gives another number when n is not a multiple of 4: 1.035
+instead of the published 1.047 on the 26 EfficientZero HNS values.)
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.envs import DATA_DIR, GameScores, iqm, load_reference_scores, resolve_env_id
+from common.envs import DATA_DIR, GameScores, load_reference_scores, resolve_env_id
 
 PAPER_TABLE1_CSV = DATA_DIR / "paper_table1_scores.csv"
 PAPER_STUDENT = "Ours_distilled_student"  # the seed paper's distilled student
@@ -110,11 +109,10 @@ def _sub(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def iqm_trimmed(values) -> float | None:
+def iqm(values) -> float | None:
     """Interquartile mean as in rliable (Agarwal et al. 2021): the 25% trimmed mean, cutting int(0.25 n) values
     from each end of the sorted sample (scipy.stats.trim_mean(x, 0.25)), written in numpy so scipy is not needed.
-    This is the IQM that published Atari 100k numbers use; see the module docstring for how it differs from
-    `common.envs.iqm`."""
+    This is the IQM that published Atari 100k numbers use."""
     x = np.sort(np.asarray(values, dtype=np.float64).ravel())
     n = len(x)
     if n == 0:
@@ -161,7 +159,7 @@ def hns_aggregate(scores: dict[str, float], table: dict[str, GameScores] | None 
     """Human-normalised score per game and its mean, median and IQM over the games that have a human reference.
 
     Returns {games: sorted canonical names with an HNS, n_games, hns: game -> HNS, mean, median, iqm (rliable's
-    25% trimmed mean), iqm_interpolated (`common.envs.iqm`, fractional ends), skipped: canonical names given but
+    25% trimmed mean), skipped: canonical names given but
     without a human reference (MinAtar, toy, Atari games outside the 26), skipped_reasons: name -> why}.
     Skipping rather than raising lets one call summarise a mixed set of runs; the skipped list keeps it visible.
     The mean is dominated by a few games far above human (e.g. Boxing, Breakout), which is why the median and IQM
@@ -179,8 +177,7 @@ def hns_aggregate(scores: dict[str, float], table: dict[str, GameScores] | None 
     games = sorted(hns)
     values = [hns[g] for g in games]
     return {"games": games, "n_games": len(games), "hns": {g: hns[g] for g in games},
-            "mean": _mean(values), "median": _median(values), "iqm": iqm_trimmed(values),
-            "iqm_interpolated": iqm(values) if values else None,
+            "mean": _mean(values), "median": _median(values), "iqm": iqm(values),
             "skipped": sorted(skipped), "skipped_reasons": dict(sorted(skipped.items()))}
 
 
@@ -248,7 +245,7 @@ def ratio_analysis(student: dict[str, float], teacher: dict[str, float],
     hs_v, ht_v = [hs[g] for g in hns_games], [ht[g] for g in hns_games]
     hm_s, hm_t = _mean(hs_v), _mean(ht_v)
     hmed_s, hmed_t = _median(hs_v), _median(ht_v)
-    hiqm_s, hiqm_t = iqm_trimmed(hs_v), iqm_trimmed(ht_v)
+    hiqm_s, hiqm_t = iqm(hs_v), iqm(ht_v)
 
     sum_s = float(sum(s[g] for g in games)) if games else None
     sum_t = float(sum(t[g] for g in games)) if games else None
@@ -349,7 +346,7 @@ def paper_claim(table1: dict[str, dict[str, float]] | None = None,
         _candidate("teacher: median of per-game % change", f"median over games of 100 (s/t - 1), {T}",
                    a["ratio_median_pct"]),
         _candidate("teacher: geometric mean of ratios", f"100 (geomean(s/t) - 1), {T}", a["ratio_geomean_pct"]),
-        _candidate("teacher: IQM of ratios", f"100 (25%-trimmed mean of s/t - 1), {T}", _pct(iqm_trimmed(rs))),
+        _candidate("teacher: IQM of ratios", f"100 (25%-trimmed mean of s/t - 1), {T}", _pct(iqm(rs))),
         _candidate("teacher: mean % change without ties", f"mean of 100 (s/t - 1) over games not tied, {T}",
                    _pct(_mean(no_ties))),
         _candidate(f"teacher: mean % change without the largest ({largest})",

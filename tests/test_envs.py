@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from common.envs import (ATARI_100K_GAMES, EVAL_MAX_STEPS, TRAIN_MAX_STEPS, AtariEnv, FrameStack, GameEnv,
-                         human_normalized_score, iqm, load_reference_scores, make_env, resolve_env_id, stack_frames)
+                         human_normalized_score, load_reference_scores, make_env, resolve_env_id, stack_frames)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -263,12 +263,6 @@ def test_reference_table_and_hns():
     assert human_normalized_score("Breakout", 414.1) == pytest.approx((414.1 - 1.7) / (30.5 - 1.7))
     with pytest.raises(KeyError):
         human_normalized_score("MinAtar/Breakout-v1", 10)
-
-
-def test_iqm():
-    assert iqm([1, 2, 3, 4]) == pytest.approx(2.5)
-    assert iqm([0, 0, 10, 10, 100, 1000, 5, 5]) == pytest.approx(np.mean([5, 5, 10, 10]))
-    assert iqm([1, 2, 3, 4, 100]) == pytest.approx((0.75 * 2 + 3 + 0.75 * 4) / 2.5)
 
 
 def test_real_atari_train_cap_truncates_and_restarts_the_game():

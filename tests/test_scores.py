@@ -7,8 +7,8 @@ import statistics
 import numpy as np
 import pytest
 
-from common.envs import DATA_DIR, iqm, load_reference_scores
-from common.scores import (PAPER_TABLE1_CSV, hns_aggregate, iqm_trimmed, load_paper_table1, paper_claim,
+from common.envs import DATA_DIR, load_reference_scores
+from common.scores import (PAPER_TABLE1_CSV, hns_aggregate, iqm, load_paper_table1, paper_claim,
                            per_game_table, ratio_analysis)
 
 METHODS = ["SimPLe", "OTRainbow", "CURL", "DrQ", "SPR", "MuZero", "EfficientZero_rerun", "Ours_distilled_student"]
@@ -29,9 +29,6 @@ def test_published_efficientzero_hns_aggregates():
     assert round(agg["mean"], 3) == 1.943
     assert round(agg["median"], 3) == 1.090
     assert round(agg["iqm"], 3) == 1.047  # rliable's IQM: 25% trimmed mean, 6 of 26 cut at each end
-    # common.envs.iqm keeps exactly 50% with fractional boundary weights: a different number on 26 values
-    assert round(iqm(list(agg["hns"].values())), 3) == 1.035
-    assert agg["iqm_interpolated"] == pytest.approx(iqm(list(agg["hns"].values())))
     # independent: the middle 14 of the sorted 26 values
     rows = _read_csv(DATA_DIR / "atari100k_reference_scores.csv")
     h = sorted((float(r["efficientzero_published"]) - float(r["random"])) / (float(r["human"]) - float(r["random"]))
@@ -41,17 +38,17 @@ def test_published_efficientzero_hns_aggregates():
     assert agg["median"] == pytest.approx((h[12] + h[13]) / 2)
 
 
-def test_iqm_trimmed_by_hand_and_against_scipy():
+def test_iqm_by_hand_and_against_scipy():
     x = [100, 0, 16, 0, 1, 100, 2, 0, 4, 8]  # sorted: 0 0 0 1 2 4 8 16 100 100; int(2.5) = 2 cut at each end
-    assert iqm_trimmed(x) == pytest.approx((0 + 1 + 2 + 4 + 8 + 16) / 6)
-    assert iqm(x) == pytest.approx((0.5 * 0 + 1 + 2 + 4 + 8 + 0.5 * 16) / 5)  # the fractional variant differs
-    assert iqm_trimmed([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5) == iqm([1, 2, 3, 4, 5, 6, 7, 8])
-    assert iqm_trimmed([]) is None
+    assert iqm(x) == pytest.approx((0 + 1 + 2 + 4 + 8 + 16) / 6)
+    assert iqm(x) != pytest.approx((0.5 * 0 + 1 + 2 + 4 + 8 + 0.5 * 16) / 5)  # not the fractional-ends variant
+    assert iqm([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5)
+    assert iqm([]) is None
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(0)
     for n in (1, 2, 3, 5, 7, 13, 14, 26, 57):
         v = rng.standard_exponential(n)
-        assert iqm_trimmed(v) == pytest.approx(stats.trim_mean(v, 0.25))
+        assert iqm(v) == pytest.approx(stats.trim_mean(v, 0.25))
 
 
 def test_hns_aggregate_skips_games_without_a_human_reference():
