@@ -86,9 +86,9 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
         ax.bar(range(len(vals)), vals, yerr=errs, color=cols, capsize=3)
         ax.set_xticks(range(len(vals)), names, rotation=60, ha="right", fontsize=7)
         ax.set_title(game)
-        ax.set_ylabel("score (mean over episodes; bars: spread over seeds)")
+        ax.set_ylabel("score (error bar: std across seeds)")
     fig.tight_layout()
-    fig.savefig(out_dir / "scores.png", dpi=120)
+    fig.savefig(out_dir / "scores.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     written.append("scores.png")
 
