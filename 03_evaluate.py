@@ -169,7 +169,9 @@ def environment_info(device: torch.device) -> dict:
 
     return {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": git("rev-parse", "HEAD"),
+        # uncommitted changes to the code (not to results/, which this script itself rewrites)
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "gymnasium": gymnasium.__version__, "onnxruntime": onnxruntime.__version__},
