@@ -119,11 +119,7 @@ def resolve_checkpoint(path: str) -> Path:
 def load_model(path: str, device: torch.device) -> Model:
     """Rebuild the network from the checkpoint alone; check it fits the game it was trained on."""
     p = resolve_checkpoint(path)
-    kind = "student" if p.name.startswith("student") else "teacher"
-    try:
-        ckpt = load_checkpoint(p, kind)
-    except SystemExit:
-        ckpt = load_checkpoint(p, "teacher" if kind == "student" else "student")
+    ckpt = load_checkpoint(p, None)
     kind = ckpt["kind"]
     run_args = ckpt.get("args", {})
     env_id = run_args.get("env_id")

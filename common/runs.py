@@ -33,8 +33,9 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, kind: str) -> dict:
-    """Load a checkpoint written by ez-distill with weights_only=True; `kind` is 'teacher' or 'student'."""
+def load_checkpoint(path: Path, kind: str | None) -> dict:
+    """Load a checkpoint written by ez-distill with weights_only=True; `kind` is 'teacher', 'student', or None
+    for either."""
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"checkpoint {path} does not exist")
@@ -42,9 +43,10 @@ def load_checkpoint(path: Path, kind: str) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not one of ours"
         raise SystemExit(f"{path} is not an ez-distill checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
+    wanted = (kind,) if kind else ("teacher", "student")
+    if not isinstance(ckpt, dict) or ckpt.get("kind") not in wanted:
         found = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise SystemExit(f"{path} is not a {kind} checkpoint (found {found!r})")
+        raise SystemExit(f"{path} is not a {kind or 'teacher or student'} checkpoint (found {found!r})")
     return ckpt
 
 
