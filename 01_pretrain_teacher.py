@@ -86,7 +86,8 @@ if __name__ == "__main__":
     run_dir.mkdir(parents=True, exist_ok=bool(args.resume))  # only once the game is known to exist
 
     # --- networks --------------------------------------------------------------------------------------------
-    overrides = {k: v for k, v in (("channels", args.channels), ("lstm_hidden", args.lstm_hidden)) if v is not None}
+    overrides = {k: v for k, v in (("channels", args.channels), ("lstm_hidden", args.lstm_hidden),
+                                   ("state_norm", args.state_norm)) if v is not None}
     net_cfg = (NetConfig.from_dict(ckpt["config"]) if ckpt
                else default_config("teacher", family, obs_shape, num_actions, **overrides))
     net = EfficientZeroNet(net_cfg).to(device)

@@ -109,6 +109,26 @@ def test_action_plane_changes_dynamics():
     assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
 
 
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_state_norm_scales_every_hidden_state_to_unit_range(role):
+    cfg = default_config(role, "minatar", (16, 10, 10), 3, state_norm=True)
+    net = EfficientZeroNet(cfg).eval()
+    plain = EfficientZeroNet(default_config(role, "minatar", (16, 10, 10), 3, state_norm=False)).eval()
+    plain.load_state_dict(net.state_dict())  # same weights: the option adds no parameters
+    obs = (torch.rand(4, 16, 10, 10) > 0.7).to(torch.uint8) * 255
+    with torch.no_grad():
+        out, ref = net.initial_inference(obs), plain.initial_inference(obs)
+        step = net.recurrent_inference(out.latent, net.initial_lstm_state(4), torch.tensor([0, 1, 2, 1]))
+    for latent in (out.latent, step.latent):
+        flat = latent.flatten(1)
+        assert torch.allclose(flat.min(1).values, torch.zeros(4), atol=1e-6)
+        assert torch.allclose(flat.max(1).values, torch.ones(4), atol=1e-4)
+    lo = ref.latent.flatten(1).min(1).values.view(4, 1, 1, 1)
+    hi = ref.latent.flatten(1).max(1).values.view(4, 1, 1, 1)
+    assert torch.allclose(out.latent, (ref.latent - lo) / (hi - lo), atol=1e-5)
+    assert count_params(net) == count_params(plain)
+
+
 def test_uint8_and_float_inputs_agree():
     net = EfficientZeroNet(minatar_teacher_config((16, 10, 10), 6)).eval()
     obs = (torch.rand(2, 16, 10, 10) > 0.5).to(torch.uint8) * 255
