@@ -22,7 +22,7 @@ BUDGET=(--total-env-steps 20000 --random-transitions 2000 --train-updates 4000 -
         --eval-interval 1000 --eval-episodes 16 --final-eval-episodes 32 --checkpoint-interval 500)
 
 run_dir() {  # the newest run directory of (game, experiment, seed), or nothing
-    ls -td "$RUNS/MinAtar-$1-v1__$2__$3__"*/ 2>/dev/null | head -n 1
+    ls -td "$RUNS/MinAtar-$1-v1__$2__$3__"*/ 2>/dev/null | head -n 1 || true
 }
 
 launch() {  # launch SCRIPT GAME EXP SEED FLAGS...: new run, resume, or skip when finished
