@@ -6,8 +6,9 @@
 #   bash results/minatar/run.sh evaluate                        # stage 3 over every finished run -> results/minatar/
 #
 # A run whose directory holds eval.json is finished and skipped; one with a checkpoint but no eval.json is resumed
-# with --resume (same flags); otherwise a new run starts. THREADS (default 1) sets torch's CPU threads: on a 2-core
-# machine two runs side by side at 1 thread each finish more work per hour than one run at 2 threads.
+# with --resume (same flags); otherwise a new run starts. Each call appends its output, commit and wall-clock time
+# to results/minatar/logs/<Game>-<exp>-<seed>.log. THREADS (default 1) sets torch's CPU threads of the run
+# (the results were made with two runs side by side at 1 thread each on a 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python}
@@ -38,10 +39,12 @@ launch() {  # launch SCRIPT GAME EXP SEED FLAGS...: new run, resume, or skip whe
     if [[ -n "$dir" && -n "$(ls "$dir"/*.pt 2>/dev/null)" ]]; then
         resume=(--resume "${dir%/}")
     fi
-    local start=$SECONDS
+    local start=$SECONDS log="results/minatar/logs/$game-$exp-$seed.log"
+    mkdir -p results/minatar/logs
+    echo "\$ $PY $script ... (git $(git rev-parse --short HEAD), $(date -u +%FT%TZ))" >> "$log"
     "$PY" "$script" --env-id "MinAtar/$game-v1" --seed "$seed" --exp-name "$exp" --run-dir "$RUNS" \
-        --threads "$THREADS" --no-progress "${BUDGET[@]}" "$@" "${resume[@]}"
-    echo "wall-clock of this call, $game $exp seed $seed: $((SECONDS - start)) s"
+        --threads "$THREADS" --no-progress "${BUDGET[@]}" "$@" "${resume[@]}" 2>&1 | tee -a "$log"
+    echo "wall-clock of this call: $((SECONDS - start)) s" | tee -a "$log"
 }
 
 case "${1:-}" in
