@@ -108,8 +108,8 @@ class TrainArgs:
     lstm_hidden: int | None = None
     """value-prefix LSTM width (default: 512 on Atari, 128 on MinAtar)"""
     state_norm: bool | None = None
-    """min-max scale hidden states to [0, 1] per sample (default: on for MinAtar and the toy game, off on Atari as
-    in EfficientZero's Atari config)"""
+    """min-max scale hidden states to [0, 1] per sample (default: on for MinAtar; off on Atari, as in EfficientZero's
+    Atari config, and on the toy game)"""
 
     # --- evaluation and checkpoints --------------------------------------------------------------------------
     eval_interval: int = 10_000
