@@ -36,7 +36,7 @@ from common.profile import profile_models
 from common.report import read_curves, write_plots, write_report
 from common.runs import eval_summary, load_checkpoint, pick_device
 from common.scores import canonical_game, hns_aggregate, load_paper_table1, paper_claim, ratio_analysis
-from common.selfplay import evaluate
+from common.selfplay import evaluate, random_play
 
 
 @dataclass
@@ -177,8 +177,9 @@ def environment_info(device: torch.device) -> dict:
     }
 
 
-def reference_scores(games) -> dict[str, dict[str, float]]:
-    """Per Atari game: random, human, published EfficientZero and the seed paper's Table 1 columns (when listed)."""
+def reference_scores(games, measured_random: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per Atari game: random, human, published EfficientZero and the seed paper's Table 1 columns (when listed).
+    Per other game: the random play measured here (`measured_random`)."""
     table = load_reference_scores()
     table1, methods = load_paper_table1()
     out = {}
@@ -187,6 +188,8 @@ def reference_scores(games) -> dict[str, dict[str, float]]:
             ref = table[game]
             out[game] = {"random": ref.random, "human": ref.human, "EfficientZero (published)":
                          ref.efficientzero_published, **{m: table1.get(game, {}).get(m) for m in methods}}
+        elif game in measured_random:
+            out[game] = {"random (measured)": measured_random[game]["mean"]}
     return out
 
 
@@ -299,6 +302,17 @@ if __name__ == "__main__":
                     cost[other.label]["onnx"] = {**files, **check, **timing, "exported_from": m.label}
                 tqdm.write(f"ONNX {m.label}: max |ort - torch| {check['max_abs_diff']:.2e}")
 
+    # --- a random baseline where none is published (MinAtar, toy): uniform actions, same seeds and cap ----------
+    atari_table = load_reference_scores()
+    measured_random = {}
+    for m in models:
+        if m.game not in atari_table and m.game not in measured_random:
+            r = random_play(m.env_id, args.episodes, first_seed=args.first_seed, max_steps=args.max_steps,
+                            seed=args.seed)
+            measured_random[m.game] = {"env_id": m.env_id, **eval_summary(r, m.game, m.family)}
+            tqdm.write(f"random play {m.game}: {measured_random[m.game]['mean']:.2f} "
+                       f"+- {measured_random[m.game]['std']:.2f}")
+
     # --- aggregate: groups of seeds, HNS, Table 1, student over teacher ----------------------------------------
     games = group_scores(models, clean)
     groups = sorted({m.group for m in models})
@@ -325,7 +339,8 @@ if __name__ == "__main__":
                     "scores": clean[m.label], "robustness": robust.get(m.label), "cost": cost.get(m.label),
                     "curves": read_curves(m.path.parent) if args.curves else {}} for m in models],
         "games": games,
-        "references": reference_scores(games),
+        "references": reference_scores(games, measured_random),
+        "random_play": measured_random,
         "aggregate_hns": aggregate,
         "student_vs_teacher": pairs,
         "agreement": agreements,

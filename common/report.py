@@ -206,12 +206,29 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
     if any(refs.get(g) for g in games):
         cols = sorted({k for g in games for k in refs.get(g, {})}, key=lambda k: list(refs[games[0]]).index(k)
                       if k in refs.get(games[0], {}) else 99)
-        L += ["### Against the published baselines", "",
-              "Random, human and published EfficientZero scores (Atari 100k), and the seed paper's Table 1 "
-              "(`EfficientZero_rerun` is the paper's teacher, `Ours_distilled_student` its student).", ""]
+        L += ["### Against the reference scores", "",
+              "Atari 100k games: random, human and published EfficientZero scores, and the seed paper's Table 1 "
+              "(`EfficientZero_rerun` is the paper's teacher, `Ours_distilled_student` its student). Other games: "
+              "`random (measured)`, uniformly random actions under the same protocol (seeds, cap).", ""]
         rows = [[g, *[_fmt(summary["games"][g][x]["mean"]) if x in summary["games"][g] else "–" for x in groups],
                  *[_fmt(refs.get(g, {}).get(c)) for c in cols]] for g in games if refs.get(g)]
         L += _table(["game", *groups, *cols], rows)
+
+    rand = summary.get("random_play", {})
+    if rand:
+        L += ["### Against random play", "",
+              "Uniformly random actions on the same environment seeds; the margin is (model − random) in units of "
+              "the random play's episode standard deviation.", ""]
+        rows = []
+        for game in sorted(rand):
+            r = rand[game]
+            for g in groups:
+                x = summary["games"].get(game, {}).get(g)
+                if x is not None:
+                    margin = (x["mean"] - r["mean"]) / r["std"] if r["std"] > 0 else None
+                    rows.append([game, g, _fmt(x["mean"]), f"{_fmt(r['mean'])} ± {_fmt(r['std'])}",
+                                 _fmt(margin, 1)])
+        L += _table(["game", "model", "score", "random play (± episode std)", "margin (random std)"], rows)
 
     agg = {g: a for g, a in summary["aggregate_hns"].items() if a["games"]}
     if agg:

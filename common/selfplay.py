@@ -133,3 +133,23 @@ def evaluate(net: EfficientZeroNet, env_id: str, num_episodes: int = 32, mcts: M
     if record_states:
         out["states"] = np.stack(states) if states else np.zeros((0, *obs.shape[1:]), np.uint8)
     return out
+
+
+def random_play(env_id: str, num_episodes: int = 32, first_seed: int = 0, max_steps: int | None = None,
+                seed: int = 0, **env_kwargs) -> dict:
+    """The evaluation protocol with uniformly random actions: the random baseline of games that have no published
+    one (MinAtar, the toy game). Same environment seeds, raw score and step cap as `evaluate`; actions from
+    np.random.default_rng(seed). Returns {"scores": [...], "lengths": [...], "seeds": [...]}."""
+    rng = np.random.default_rng(seed)
+    scores, lengths = [], []
+    for i in range(num_episodes):
+        env = make_env(env_id, mode="eval", seed=first_seed + i, max_episode_steps=max_steps, **env_kwargs)
+        env.reset()
+        while True:
+            _, _, terminated, truncated, info = env.step(int(rng.integers(env.num_actions)))
+            if terminated or truncated:
+                scores.append(float(info["episode"]["r"]))
+                lengths.append(int(info["episode"]["l"]))
+                break
+        env.close()
+    return {"scores": scores, "lengths": lengths, "seeds": list(range(first_seed, first_seed + num_episodes))}

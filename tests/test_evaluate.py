@@ -13,7 +13,7 @@ from common.distill import heldout_agreement
 from common.envs import make_env
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, minatar_student_config, minatar_teacher_config
-from common.selfplay import evaluate
+from common.selfplay import evaluate, random_play
 from tests.conftest import ENV, ROOT
 
 SMALL = ["--episodes", "2", "--num-simulations", "2", "--max-steps", "60", "--latency-repeats", "2",
@@ -52,9 +52,12 @@ def test_report_from_01_and_02_checkpoints(tiny_teacher, tiny_student, tmp_path)
     (pair,) = summary["student_vs_teacher"]
     assert pair["student"] == "student/student" and pair["teacher"] == "teacher/teacher"
     assert any("HNS" in n for n in summary["notes"])  # MinAtar: no human reference, said so
+    rand = summary["random_play"]["MinAtar/Breakout-v1"]  # ... so random play is measured on the same seeds
+    assert rand["seeds"] == [0, 1] and len(rand["scores"]) == 2 and rand["mean"] == np.mean(rand["scores"])
+    assert summary["references"]["MinAtar/Breakout-v1"] == {"random (measured)": rand["mean"]}
     report = (out / "report.md").read_text()
-    for heading in ("## Scores", "## Student over teacher", "## Deployment cost", "### ONNX", "## Agreement",
-                    "## Robustness", "## Plots"):
+    for heading in ("## Scores", "### Against random play", "## Student over teacher", "## Deployment cost",
+                    "### ONNX", "## Agreement", "## Robustness", "## Plots"):
         assert heading in report, heading
     for png in ("scores.png", "cost_vs_score.png", "curves.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in report
@@ -96,6 +99,14 @@ def test_agreement_of_a_model_with_itself_is_perfect():
             p.add_(0.1 * torch.randn_like(p))
     b = heldout_agreement(other, [net], states, MCTSConfig(num_simulations=4))
     assert b["js_divergence"] > 0 and b["value_mae"] > 0 and b["policy_argmax_agreement"] < 1
+
+
+def test_random_play_follows_the_protocol():
+    a = random_play("Toy/Catch-v0", 40, first_seed=3, seed=0)
+    assert a == random_play("Toy/Catch-v0", 40, first_seed=3, seed=0)  # reproducible
+    assert a["seeds"] == list(range(3, 43)) and a["lengths"] == [9] * 40 and set(a["scores"]) <= {-1.0, 1.0}
+    assert -1 < np.mean(a["scores"]) < 0  # a random paddle mostly misses (about -0.6 expected)
+    assert random_play("Toy/Catch-v0", 40, first_seed=3, seed=1)["scores"] != a["scores"]
 
 
 def test_sticky_actions_repeat_the_previous_action():
