@@ -275,7 +275,7 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
                 return f" ({c[k] / t[k]:.2f})" if t and student else ""
 
             cuda = c.get("latency_ms_decision_cuda")
-            rows.append([m["group"], f"{c['params_total']:,}{ratio('params_total')}",
+            rows.append([m["game"], m["group"], f"{c['params_total']:,}{ratio('params_total')}",
                          f"{c['params_acting']:,}{ratio('params_acting')}",
                          f"{c['macs_initial'] / 1e6:,.2f}M{ratio('macs_initial')}",
                          f"{c['macs_recurrent'] / 1e6:,.3f}M{ratio('macs_recurrent')}",
@@ -289,21 +289,21 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
               "`torch.utils.flop_counter`; a decision = 1 initial + "
               f"{p['num_simulations']} recurrent inferences at batch 1 (median latency after warm-up, tree work "
               "excluded). Checkpoint: the network's weights alone.", ""]
-        L += _table(["model", "params", "acting params", "MACs initial", "MACs recurrent", "MACs / decision",
+        L += _table(["game", "model", "params", "acting params", "MACs initial", "MACs recurrent", "MACs / decision",
                      "CPU ms / decision", "CUDA ms / decision", "weights MB"], rows)
-        onnx = [(m["group"], m["cost"]["onnx"]) for m in with_cost if m["cost"].get("onnx")]
+        onnx = [(m["game"], m["group"], m["cost"]["onnx"]) for m in with_cost if m["cost"].get("onnx")]
         if onnx:
             seen_o, rows = set(), []
-            for g, o in onnx:
+            for game, g, o in onnx:
                 if (g, o["exported_from"]) in seen_o:
                     continue
                 seen_o.add((g, o["exported_from"]))
-                rows.append([g, f"{o['max_abs_diff']:.1e}", f"{o['torch_ms']:.1f}", f"{o['ort_ms']:.1f}",
+                rows.append([game, g, f"{o['max_abs_diff']:.1e}", f"{o['torch_ms']:.1f}", f"{o['ort_ms']:.1f}",
                              f"{o['ort_ms'] / o['torch_ms']:.2f}"])
             L += ["### ONNX (onnxruntime, CPU)", "",
                   "Acting networks exported with a dynamic batch dimension; outputs checked against torch on "
                   "random inputs at several batch sizes.", ""]
-            L += _table(["model", "max abs diff", "torch ms / decision", "onnxruntime ms / decision", "ratio"], rows)
+            L += _table(["game", "model", "max abs diff", "torch ms / decision", "onnxruntime ms / decision", "ratio"], rows)
 
     if summary["agreement"]:
         L += ["## Agreement with the teacher", "",
