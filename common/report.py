@@ -303,7 +303,8 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
             L += ["### ONNX (onnxruntime, CPU)", "",
                   "Acting networks exported with a dynamic batch dimension; outputs checked against torch on "
                   "random inputs at several batch sizes.", ""]
-            L += _table(["game", "model", "max abs diff", "torch ms / decision", "onnxruntime ms / decision", "ratio"], rows)
+            L += _table(["game", "model", "max abs diff", "torch ms / decision", "onnxruntime ms / decision",
+                         "ratio"], rows)
 
     if summary["agreement"]:
         L += ["## Agreement with the teacher", "",
