@@ -193,6 +193,19 @@ def reference_scores(games, measured_random: dict[str, dict]) -> dict[str, dict[
     return out
 
 
+def measure_random_play(models: list[Model], args: Args) -> dict[str, dict]:
+    """Per game without a published random score: uniformly random play under the protocol (seeds, cap)."""
+    table = load_reference_scores()
+    out = {}
+    for m in models:
+        if m.game not in table and m.game not in out:
+            r = random_play(m.env_id, args.episodes, first_seed=args.first_seed, max_steps=args.max_steps,
+                            seed=args.seed)
+            out[m.game] = {"env_id": m.env_id, **eval_summary(r, m.game, m.family)}
+            tqdm.write(f"random play {m.game}: {out[m.game]['mean']:.2f} +- {out[m.game]['std']:.2f}")
+    return out
+
+
 def group_scores(models: list[Model], clean: dict[str, dict]) -> dict[str, dict[str, dict]]:
     """game -> group -> mean over seeds of the per-checkpoint means, the spread across seeds, the seeds."""
     out: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -303,15 +316,7 @@ if __name__ == "__main__":
                 tqdm.write(f"ONNX {m.label}: max |ort - torch| {check['max_abs_diff']:.2e}")
 
     # --- a random baseline where none is published (MinAtar, toy): uniform actions, same seeds and cap ----------
-    atari_table = load_reference_scores()
-    measured_random = {}
-    for m in models:
-        if m.game not in atari_table and m.game not in measured_random:
-            r = random_play(m.env_id, args.episodes, first_seed=args.first_seed, max_steps=args.max_steps,
-                            seed=args.seed)
-            measured_random[m.game] = {"env_id": m.env_id, **eval_summary(r, m.game, m.family)}
-            tqdm.write(f"random play {m.game}: {measured_random[m.game]['mean']:.2f} "
-                       f"+- {measured_random[m.game]['std']:.2f}")
+    measured_random = measure_random_play(models, args)
 
     # --- aggregate: groups of seeds, HNS, Table 1, student over teacher ----------------------------------------
     games = group_scores(models, clean)
