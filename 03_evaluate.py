@@ -9,6 +9,7 @@ a model costs to deploy, ONNX export, teacher-student agreement and robustness.
     -> robustness (sticky actions, observation noise) -> results/<name>/summary.json, report.md, *.png
 
     python 03_evaluate.py --checkpoints runs/<teacher-run>/teacher.pt runs/<student-run>/student.pt --name breakout
+    python 03_evaluate.py --merge results/breakout/summary.json results/pong/summary.json --name both  # no replay
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from common.selfplay import evaluate, random_play
 class Args:
     checkpoints: list[str] = field(default_factory=list)
     """teacher.pt / student.pt files (or run directories holding one) written by 01 / 02; any number, any games"""
+    merge: list[str] = field(default_factory=list)
+    """instead of --checkpoints: summary.json files of earlier calls (same protocol), merged into one report
+    without playing again; e.g. one call per teacher and its students, on different days or machines"""
     name: str = "eval"
     """the report goes to <out-dir>/<name>/"""
     out_dir: str = "results"
@@ -206,25 +210,115 @@ def measure_random_play(models: list[Model], args: Args) -> dict[str, dict]:
     return out
 
 
-def group_scores(models: list[Model], clean: dict[str, dict]) -> dict[str, dict[str, dict]]:
+def group_scores(rows: list[dict]) -> dict[str, dict[str, dict]]:
     """game -> group -> mean over seeds of the per-checkpoint means, the spread across seeds, the seeds."""
     out: dict[str, dict[str, dict]] = defaultdict(dict)
     by = defaultdict(list)
-    for m in models:
-        by[(m.game, m.group)].append(m)
-    for (game, group), ms in by.items():
-        means = [clean[m.label]["mean"] for m in ms]
-        out[game][group] = {"mean": float(np.mean(means)), "seed_std": float(np.std(means)) if len(ms) > 1 else None,
-                            "episode_std": float(np.mean([clean[m.label]["std"] for m in ms])),
-                            "seeds": [m.seed for m in ms], "per_seed": means, "kind": ms[0].kind}
+    for r in rows:
+        by[(r["game"], r["group"])].append(r)
+    for (game, group), rs in by.items():
+        means = [r["scores"]["mean"] for r in rs]
+        out[game][group] = {"mean": float(np.mean(means)), "seed_std": float(np.std(means)) if len(rs) > 1 else None,
+                            "episode_std": float(np.mean([r["scores"]["std"] for r in rs])),
+                            "seeds": [r["seed"] for r in rs], "per_seed": means, "kind": rs[0]["kind"]}
     return dict(out)
+
+
+def student_teacher_pairs(rows: list[dict], games: dict) -> list[dict]:
+    """Each student group against the group of the teachers it was distilled from (when they were evaluated)."""
+    by_path = {Path(r["checkpoint"]).resolve(): r for r in rows}
+    pairs = []
+    for s_group in sorted({r["group"] for r in rows if r["kind"] == "student"}):
+        teacher_groups = {by_path[Path(t).resolve()]["group"] for r in rows if r["group"] == s_group
+                          for t in r["teachers"] if Path(t).resolve() in by_path}
+        for t_group in sorted(teacher_groups):
+            common = [g for g, row in games.items() if s_group in row and t_group in row]
+            ratio = ratio_analysis({g: games[g][s_group]["mean"] for g in common},
+                                   {g: games[g][t_group]["mean"] for g in common})
+            pairs.append({"student": s_group, "teacher": t_group, "games": common, **ratio})
+    return pairs
+
+
+def assemble(rows: list[dict], agreements: list[dict], measured_random: dict, notes: list[str]) -> dict:
+    """Everything of the summary that follows from the per-checkpoint rows: groups of seeds, HNS, Table 1,
+    student over teacher. Shared by a measuring call and --merge."""
+    games = group_scores(rows)
+    groups = sorted({r["group"] for r in rows})
+    aggregate = {g: hns_aggregate({game: row[g]["mean"] for game, row in games.items() if g in row})
+                 for g in groups}
+    return {
+        "models": rows,
+        "games": games,
+        "references": reference_scores(games, measured_random),
+        "random_play": measured_random,
+        "aggregate_hns": aggregate,
+        "student_vs_teacher": student_teacher_pairs(rows, games),
+        "agreement": agreements,
+        "paper_claim": paper_claim(),
+        "measurement_notes": notes,
+        "notes": notes + [f"{g}: {', '.join(a['skipped'])} not in the Atari 100k reference table, so no HNS"
+                          for g, a in aggregate.items() if a["skipped"]],
+    }
+
+
+def merge_summaries(paths: list[str]) -> tuple[dict, list[dict], list[dict], dict, list[str], list[dict]]:
+    """Read earlier summaries; check they share one protocol; keep labels unique (a label two summaries share
+    gets its run directory appended, as within one call). -> protocol, rows, agreements, random play, notes,
+    provenance of each summary."""
+    loaded = []
+    for p in paths:
+        try:
+            loaded.append((p, json.loads(Path(p).read_text())))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--merge {p}: not a readable summary.json ({e})") from None
+    protocol = loaded[0][1]["protocol"]
+    for p, s in loaded:
+        if s["protocol"] != protocol:
+            raise SystemExit(f"--merge: {p} was evaluated under another protocol ({s['protocol']}) than "
+                             f"{loaded[0][0]} ({protocol}); scores under different protocols do not average")
+    counts = defaultdict(int)
+    for _, s in loaded:
+        for r in s["models"]:
+            counts[r["label"]] += 1
+    rows, agreements, measured_random, notes, sources = [], [], {}, [], []
+    for p, s in loaded:
+        rename = {}
+        for r in s["models"]:
+            new = r["label"] if counts[r["label"]] == 1 else f"{r['label']}/{Path(r['checkpoint']).parent.name}"
+            rename[r["label"]] = new
+            rows.append({**r, "label": new})
+        agreements += [{**a, "student": rename[a["student"]], "teacher": rename[a["teacher"]]}
+                       for a in s["agreement"]]
+        for game, rand in s.get("random_play", {}).items():
+            measured_random.setdefault(game, rand)
+        notes += s.get("measurement_notes", [])
+        sources.append({"summary": str(p), **{k: s.get(k) for k in ("command", "git_commit", "git_dirty", "date",
+                                                                      "versions", "hardware")}})
+    labels = [r["label"] for r in rows]
+    if len(set(labels)) < len(labels):
+        raise SystemExit("--merge: a checkpoint appears in more than one summary "
+                         f"({sorted({x for x in labels if labels.count(x) > 1})})")
+    return protocol, rows, agreements, measured_random, notes, sources
 
 
 # =============================================================================================================
 if __name__ == "__main__":
     args = tyro.cli(Args, description=__doc__)
-    if not args.checkpoints:
-        raise SystemExit("give at least one checkpoint: --checkpoints runs/<run>/teacher.pt [...]")
+    if bool(args.checkpoints) == bool(args.merge):
+        raise SystemExit("give checkpoints (--checkpoints runs/<run>/teacher.pt [...]) or earlier summaries "
+                         "(--merge results/<name>/summary.json [...]), not both")
+    if args.merge:  # no playing: the report of several earlier calls, from their summaries alone
+        out_dir = Path(args.out_dir) / args.name
+        protocol, rows, agreements, measured_random, notes, sources = merge_summaries(args.merge)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = {**environment_info(torch.device("cpu")), "args": asdict(args), "protocol": protocol,
+                   "merged_from": sources, **assemble(rows, agreements, measured_random, notes)}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        plots = write_plots(summary, out_dir)
+        write_report(summary, out_dir, plots)
+        print(f"merged {len(rows)} checkpoint(s) of {len(sources)} summaries -> {out_dir / 'summary.json'}, "
+              f"{out_dir / 'report.md'} and {len(plots)} plot(s)")
+        raise SystemExit(0)
     if args.episodes < 1 or args.num_simulations < 1 or args.sticky_prob < 0 or args.obs_noise < 0:
         raise SystemExit("--episodes and --num-simulations must be >= 1, --sticky-prob and --obs-noise >= 0")
     if args.threads > 0:
@@ -319,39 +413,18 @@ if __name__ == "__main__":
     measured_random = measure_random_play(models, args)
 
     # --- aggregate: groups of seeds, HNS, Table 1, student over teacher ----------------------------------------
-    games = group_scores(models, clean)
-    groups = sorted({m.group for m in models})
-    aggregate = {g: hns_aggregate({game: row[g]["mean"] for game, row in games.items() if g in row})
-                 for g in groups}
-    pairs = []
-    for s_group in (g for g in groups if g.startswith("student/")):
-        teacher_groups = {by_path[Path(t).resolve()].group for m in models if m.group == s_group
-                          for t in m.teachers if Path(t).resolve() in by_path}
-        for t_group in sorted(teacher_groups):
-            common = [g for g, row in games.items() if s_group in row and t_group in row]
-            ratio = ratio_analysis({g: games[g][s_group]["mean"] for g in common},
-                                   {g: games[g][t_group]["mean"] for g in common})
-            pairs.append({"student": s_group, "teacher": t_group, "games": common, **ratio})
+    rows = [{"label": m.label, "group": m.group, "kind": m.kind, "checkpoint": str(m.path), "env_id": m.env_id,
+             "game": m.game, "family": m.family, "seed": m.seed, "teachers": m.teachers,
+             "counters": m.ckpt_info["counters"], "scores": clean[m.label], "robustness": robust.get(m.label),
+             "cost": cost.get(m.label), "curves": read_curves(m.path.parent) if args.curves else {}}
+            for m in models]
     summary = {
         **info,
         "args": asdict(args),
         "protocol": {"episodes": args.episodes, "seeds": [args.first_seed, args.first_seed + args.episodes - 1],
                      "max_steps": args.max_steps, "num_simulations": args.num_simulations, "root_noise": False,
                      "action": "argmax of visit counts"},
-        "models": [{"label": m.label, "group": m.group, "kind": m.kind, "checkpoint": str(m.path),
-                    "env_id": m.env_id, "game": m.game, "family": m.family, "seed": m.seed,
-                    "teachers": m.teachers, "counters": m.ckpt_info["counters"],
-                    "scores": clean[m.label], "robustness": robust.get(m.label), "cost": cost.get(m.label),
-                    "curves": read_curves(m.path.parent) if args.curves else {}} for m in models],
-        "games": games,
-        "references": reference_scores(games, measured_random),
-        "random_play": measured_random,
-        "aggregate_hns": aggregate,
-        "student_vs_teacher": pairs,
-        "agreement": agreements,
-        "paper_claim": paper_claim(),
-        "notes": notes + [f"{g}: {', '.join(a['skipped'])} not in the Atari 100k reference table, so no HNS"
-                          for g, a in aggregate.items() if a["skipped"]],
+        **assemble(rows, agreements, measured_random, notes),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     plots = write_plots(summary, out_dir)

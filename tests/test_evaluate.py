@@ -25,11 +25,18 @@ def evaluate_script(args, tmp_path):
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
 
 
-def test_report_from_01_and_02_checkpoints(tiny_teacher, tiny_student, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_report(tiny_teacher, tiny_student, tmp_path_factory):
+    """03 on the tiny teacher and its student, once for this module: -> the report's directory."""
+    tmp_path = tmp_path_factory.mktemp("evaluate")
     r = evaluate_script(["--checkpoints", str(tiny_teacher), str(tiny_student.parent), "--name", "tiny",
                          "--export-onnx", *SMALL], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    out = tmp_path / "tiny"
+    return tmp_path / "tiny"
+
+
+def test_report_from_01_and_02_checkpoints(tiny_report):
+    out = tiny_report
     summary = json.loads((out / "summary.json").read_text())
     for key in ("command", "git_commit", "versions", "hardware", "protocol", "models", "games", "aggregate_hns",
                 "student_vs_teacher", "agreement", "paper_claim", "notes", "references"):
@@ -61,6 +68,46 @@ def test_report_from_01_and_02_checkpoints(tiny_teacher, tiny_student, tmp_path)
         assert heading in report, heading
     for png in ("scores.png", "cost_vs_score.png", "curves.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in report
+
+
+def test_merge_recomputes_the_report_from_earlier_summaries(tiny_report, tmp_path):
+    """--merge: two evaluations of one experiment with seeds 1 and 2 become one group of two seeds, without
+    playing again; labels the two share are told apart; other protocols and double entries are refused."""
+    first = json.loads((tiny_report / "summary.json").read_text())
+    second = json.loads(json.dumps(first))  # the same runs as if trained with seed 2 and scored 1 higher
+    for m in second["models"]:
+        m["seed"], m["checkpoint"] = 2, m["checkpoint"].replace("__1__", "__2__")
+        m["teachers"] = [t.replace("__1__", "__2__") for t in m["teachers"]]
+        m["scores"]["mean"] += 1.0
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "summary.json").write_text(json.dumps(first))
+    (tmp_path / "b" / "summary.json").write_text(json.dumps(second))
+    sources = [str(tmp_path / x / "summary.json") for x in "ab"]
+    r = evaluate_script(["--merge", *sources, "--name", "merged"], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert len(merged["models"]) == 4 and len({m["label"] for m in merged["models"]}) == 4
+    row = merged["games"]["MinAtar/Breakout-v1"]["student/student"]
+    s1, s2 = (s["models"][1]["scores"]["mean"] for s in (first, second))
+    assert row["seeds"] == [1, 2] and row["per_seed"] == [s1, s2] and row["mean"] == pytest.approx((s1 + s2) / 2)
+    assert row["seed_std"] == pytest.approx(0.5)
+    (pair,) = merged["student_vs_teacher"]  # each student found its own teacher by checkpoint path
+    assert (pair["student"], pair["teacher"]) == ("student/student", "teacher/teacher")
+    labels = {m["label"] for m in merged["models"]}
+    assert len(merged["agreement"]) == 2 and all(a["student"] in labels and a["teacher"] in labels
+                                                  for a in merged["agreement"])
+    assert [m["summary"] for m in merged["merged_from"]] == sources
+    assert merged["random_play"] == first["random_play"] and merged["protocol"] == first["protocol"]
+    report = (tmp_path / "merged" / "report.md").read_text()
+    assert "from 2 evaluations" in report and "### Against random play" in report
+
+    r = evaluate_script(["--merge", sources[0], sources[0]], tmp_path)
+    assert r.returncode != 0 and "more than one summary" in r.stderr and "Traceback" not in r.stderr
+    second["protocol"]["episodes"] = 64
+    (tmp_path / "b" / "summary.json").write_text(json.dumps(second))
+    r = evaluate_script(["--merge", *sources], tmp_path)
+    assert r.returncode != 0 and "another protocol" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "incompatible"])
