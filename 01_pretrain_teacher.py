@@ -87,7 +87,7 @@ if __name__ == "__main__":
 
     # --- networks --------------------------------------------------------------------------------------------
     overrides = {k: v for k, v in (("channels", args.channels), ("lstm_hidden", args.lstm_hidden),
-                                   ("state_norm", args.state_norm)) if v is not None}
+                                   ("state_norm", args.state_norm), ("norm", args.norm)) if v is not None}
     net_cfg = (NetConfig.from_dict(ckpt["config"]) if ckpt
                else default_config("teacher", family, obs_shape, num_actions, **overrides))
     net = EfficientZeroNet(net_cfg).to(device)

@@ -122,7 +122,8 @@ def check_args(args: Args) -> None:
 def student_config(args: Args, family: str, obs_shape, num_actions: int) -> NetConfig:
     knobs = {"block": args.student_block, "channels": args.channels, "lstm_hidden": args.lstm_hidden,
              "expand_ratio": args.expand_ratio, "num_blocks": args.num_blocks, "proj_hidden": args.proj_hidden,
-             "proj_out": args.proj_out, "pred_hidden": args.pred_hidden, "state_norm": args.state_norm}
+             "proj_out": args.proj_out, "pred_hidden": args.pred_hidden, "state_norm": args.state_norm,
+             "norm": args.norm}
     knobs = {k: v for k, v in knobs.items() if v is not None}
     return default_config("student", family, obs_shape, num_actions, **knobs)
 

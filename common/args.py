@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 
 @dataclass
@@ -110,6 +111,9 @@ class TrainArgs:
     state_norm: bool | None = None
     """min-max scale hidden states to [0, 1] per sample (default: on for MinAtar; off on Atari, as in EfficientZero's
     Atari config, and on the toy game)"""
+    norm: Literal["batch", "layer"] | None = None
+    """normalisation in representation, dynamics and prediction: 'batch' (EfficientZero's BatchNorm, the default)
+    or 'layer' (per sample, the same parameters; search then computes exactly what training did)"""
 
     # --- evaluation and checkpoints --------------------------------------------------------------------------
     eval_interval: int = 10_000

@@ -96,6 +96,11 @@ class NetConfig:
     support_size: int = 300
     """categorical support -S..S for value and value prefix"""
     bn_momentum: float = 0.1
+    norm: str = "batch"
+    """normalisation in the acting networks (representation, dynamics, prediction): 'batch' (EfficientZero's
+    BatchNorm) or 'layer' (per sample: GroupNorm with one group on feature maps, LayerNorm on vectors; the same
+    parameters, no running statistics, so search in eval mode computes exactly what training did). The SimSiam
+    projection, used in training only, keeps BatchNorm. See `norm_layer`."""
     state_norm: bool = False
     """min-max scale every hidden state to [0, 1] per sample after h and g (MuZero's scaling; EfficientZero's
     `state_norm` option): off on Atari as in EfficientZero's Atari config, on in the MinAtar configs. See
@@ -185,15 +190,46 @@ def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
+def norm_layer(kind: str, n: int, momentum: float = 0.1, image: bool = True) -> nn.Module:
+    """The normalisation after a conv (`image`) or a Linear / LSTM output, as NetConfig.norm says.
+
+    Why 'layer' exists: in eval mode (search, acting) BatchNorm uses running statistics averaged over all the
+    calls of an update, that is over the initial inference and the 5 unroll depths, while training normalised
+    each depth by its own batch statistics. The depths differ (the LSTM starts every unroll from zeros), so the
+    search sees another function than the one trained: on MinAtar Breakout a teacher predicted a first-step reward
+    of 0.16 in eval mode where train mode gave 1.01 (real reward 1). Per-sample normalisation has no such gap."""
+    if kind == "batch":
+        return nn.BatchNorm2d(n, momentum=momentum) if image else nn.BatchNorm1d(n, momentum=momentum)
+    if kind == "layer":  # per-channel / per-unit affine, as BatchNorm: the parameter count is unchanged
+        return SampleNorm2d(n) if image else nn.LayerNorm(n)
+    raise ValueError(f"unknown norm {kind!r}; use 'batch' or 'layer'")
+
+
+class SampleNorm2d(nn.Module):
+    """Normalise each sample over (C, H, W), then a per-channel affine: nn.GroupNorm(1, C), written out because
+    GroupNorm's batch-size check does not trace to ONNX with a dynamic batch."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        var = (x - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
 class ResidualBlock(nn.Module):
     """conv-BN-ReLU-conv-BN + skip, ReLU. A strided / widening block takes a 3x3 strided conv as its skip."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, momentum: float = 0.1):
+    def __init__(self, cin: int, cout: int, stride: int = 1, momentum: float = 0.1, norm: str = "batch"):
         super().__init__()
         self.conv1 = conv3x3(cin, cout, stride)
-        self.bn1 = nn.BatchNorm2d(cout, momentum=momentum)
+        self.bn1 = norm_layer(norm, cout, momentum)
         self.conv2 = conv3x3(cout, cout)
-        self.bn2 = nn.BatchNorm2d(cout, momentum=momentum)
+        self.bn2 = norm_layer(norm, cout, momentum)
         self.skip = conv3x3(cin, cout, stride) if (stride != 1 or cin != cout) else None
 
     def forward(self, x):
@@ -206,18 +242,19 @@ class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand (t) + BN + ReLU6 -> 3x3 depthwise + BN + ReLU6 -> 1x1 linear projection + BN,
     identity skip when the shape is kept. No activation after the sum (the 'linear bottleneck')."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, expand_ratio: int = 6, momentum: float = 0.1):
+    def __init__(self, cin: int, cout: int, stride: int = 1, expand_ratio: int = 6, momentum: float = 0.1,
+                 norm: str = "batch"):
         super().__init__()
         hidden = cin * expand_ratio
         layers: list[nn.Module] = []
         if expand_ratio != 1:  # as MobileNetV2: with t = 1 the expansion would be an identity-sized 1x1 conv
-            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden, momentum=momentum), nn.ReLU6()]
+            layers += [nn.Conv2d(cin, hidden, 1, bias=False), norm_layer(norm, hidden, momentum), nn.ReLU6()]
         layers += [
             nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden, momentum=momentum),
+            norm_layer(norm, hidden, momentum),
             nn.ReLU6(),
             nn.Conv2d(hidden, cout, 1, bias=False),
-            nn.BatchNorm2d(cout, momentum=momentum),
+            norm_layer(norm, cout, momentum),
         ]
         self.body = nn.Sequential(*layers)
         self.use_skip = stride == 1 and cin == cout
@@ -229,18 +266,18 @@ class InvertedResidual(nn.Module):
 
 def make_block(cfg: NetConfig, cin: int, cout: int, stride: int = 1) -> nn.Module:
     if cfg.block == "residual":
-        return ResidualBlock(cin, cout, stride, cfg.bn_momentum)
+        return ResidualBlock(cin, cout, stride, cfg.bn_momentum, cfg.norm)
     if cfg.block == "inverted_residual":
-        return InvertedResidual(cin, cout, stride, cfg.expand_ratio, cfg.bn_momentum)
+        return InvertedResidual(cin, cout, stride, cfg.expand_ratio, cfg.bn_momentum, cfg.norm)
     raise ValueError(f"unknown block type {cfg.block!r}; use 'residual' or 'inverted_residual'")
 
 
-def mlp(sizes: list[int], momentum: float = 0.1, zero_last: bool = True) -> nn.Sequential:
-    """[Linear-BN1d-ReLU]* then Linear. The last Linear is zero-initialised so every head starts at a uniform
+def mlp(sizes: list[int], momentum: float = 0.1, zero_last: bool = True, norm: str = "batch") -> nn.Sequential:
+    """[Linear-norm-ReLU]* then Linear. The last Linear is zero-initialised so every head starts at a uniform
     policy / zero value (EfficientZero's init_zero)."""
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 2):
-        layers += [nn.Linear(sizes[i], sizes[i + 1]), nn.BatchNorm1d(sizes[i + 1], momentum=momentum), nn.ReLU()]
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), norm_layer(norm, sizes[i + 1], momentum, image=False), nn.ReLU()]
     last = nn.Linear(sizes[-2], sizes[-1])
     if zero_last:
         nn.init.zeros_(last.weight)
@@ -260,7 +297,7 @@ class Representation(nn.Module):
             # 96 -> 48 (stem) -> 24 (strided block) -> 12 (pool) -> 6 (pool)
             self.body = nn.Sequential(
                 nn.Conv2d(cin, c // 2, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(c // 2, momentum=m),
+                norm_layer(cfg.norm, c // 2, m),
                 nn.ReLU(),
                 make_block(cfg, c // 2, c // 2),
                 make_block(cfg, c // 2, c, stride=2),
@@ -272,7 +309,7 @@ class Representation(nn.Module):
             )
         else:
             self.body = nn.Sequential(
-                conv3x3(cin, c), nn.BatchNorm2d(c, momentum=m), nn.ReLU(),
+                conv3x3(cin, c), norm_layer(cfg.norm, c, m), nn.ReLU(),
                 *[make_block(cfg, c, c) for _ in range(cfg.num_blocks)],
             )
 
@@ -288,13 +325,13 @@ class Dynamics(nn.Module):
         c, m = cfg.channels, cfg.bn_momentum
         h, w = cfg.latent_hw
         self.conv = conv3x3(c + 1, c)  # +1: the action plane
-        self.bn = nn.BatchNorm2d(c, momentum=m)
+        self.bn = norm_layer(cfg.norm, c, m)
         self.blocks = nn.Sequential(*[make_block(cfg, c, c) for _ in range(cfg.num_blocks)])
         self.conv1x1 = nn.Conv2d(c, cfg.reduced_channels, 1)
-        self.bn_reduced = nn.BatchNorm2d(cfg.reduced_channels, momentum=m)
+        self.bn_reduced = norm_layer(cfg.norm, cfg.reduced_channels, m)
         self.lstm = nn.LSTMCell(cfg.reduced_channels * h * w, cfg.lstm_hidden)
-        self.bn_value_prefix = nn.BatchNorm1d(cfg.lstm_hidden, momentum=m)
-        self.fc = mlp([cfg.lstm_hidden, cfg.fc_hidden, 2 * cfg.support_size + 1], m)
+        self.bn_value_prefix = norm_layer(cfg.norm, cfg.lstm_hidden, m, image=False)
+        self.fc = mlp([cfg.lstm_hidden, cfg.fc_hidden, 2 * cfg.support_size + 1], m, norm=cfg.norm)
 
     def forward(self, x, lstm_state):
         state = x[:, :-1]
@@ -314,13 +351,13 @@ class Prediction(nn.Module):
         c, m = cfg.channels, cfg.bn_momentum
         h, w = cfg.latent_hw
         flat = cfg.reduced_channels * h * w
-        self.blocks = nn.Sequential(*[ResidualBlock(c, c, momentum=m) for _ in range(cfg.num_blocks)])
+        self.blocks = nn.Sequential(*[ResidualBlock(c, c, momentum=m, norm=cfg.norm) for _ in range(cfg.num_blocks)])
         self.conv_value = nn.Conv2d(c, cfg.reduced_channels, 1)
-        self.bn_value = nn.BatchNorm2d(cfg.reduced_channels, momentum=m)
-        self.fc_value = mlp([flat, cfg.fc_hidden, 2 * cfg.support_size + 1], m)
+        self.bn_value = norm_layer(cfg.norm, cfg.reduced_channels, m)
+        self.fc_value = mlp([flat, cfg.fc_hidden, 2 * cfg.support_size + 1], m, norm=cfg.norm)
         self.conv_policy = nn.Conv2d(c, cfg.reduced_channels, 1)
-        self.bn_policy = nn.BatchNorm2d(cfg.reduced_channels, momentum=m)
-        self.fc_policy = mlp([flat, cfg.fc_hidden, cfg.num_actions], m)
+        self.bn_policy = norm_layer(cfg.norm, cfg.reduced_channels, m)
+        self.fc_policy = mlp([flat, cfg.fc_hidden, cfg.num_actions], m, norm=cfg.norm)
 
     def forward(self, latent):
         x = self.blocks(latent)

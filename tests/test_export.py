@@ -18,6 +18,7 @@ CONFIGS = {
     "minatar-student": ("student", "minatar", (16, 10, 10), 3),
     "atari-teacher": ("teacher", "atari", (12, 96, 96), 18),  # stride-2 stem + pooling path, 601-atom support
     "atari-student": ("student", "atari", (12, 96, 96), 18),
+    "minatar-student-layer": ("student", "minatar", (16, 10, 10), 3, {"norm": "layer"}),  # GroupNorm + LayerNorm
 }
 TOL = 1e-4
 OUTPUT_KEYS = {f"initial/{n}" for n in INITIAL_OUTPUTS} | {f"recurrent/{n}" for n in RECURRENT_OUTPUTS}
@@ -40,7 +41,9 @@ def perturb_(net: EfficientZeroNet, seed: int, scale: float = 0.05) -> Efficient
 
 def make_net(key: str, seed: int = 0) -> EfficientZeroNet:
     torch.manual_seed(seed)
-    return perturb_(EfficientZeroNet(default_config(*CONFIGS[key])), seed + 1)
+    role, family, obs_shape, num_actions, *kw = CONFIGS[key]
+    return perturb_(EfficientZeroNet(default_config(role, family, obs_shape, num_actions, **(kw[0] if kw else {}))),
+                    seed + 1)
 
 
 @pytest.fixture(scope="module", params=list(CONFIGS))

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from common.networks import (EfficientZeroNet, FeatureAdapter, InvertedResidual, NetConfig, ResidualBlock,
-                             count_acting_params, count_params, default_config, inverse_value_transform,
-                             minatar_student_config, minatar_teacher_config, scalar_to_support, student_config,
-                             support_to_scalar, teacher_config, value_transform)
+                             SampleNorm2d, count_acting_params, count_params, default_config,
+                             inverse_value_transform, minatar_student_config, minatar_teacher_config,
+                             scalar_to_support, student_config, support_to_scalar, teacher_config, value_transform)
 
 ATARI = (12, 96, 96)
 
@@ -127,6 +127,64 @@ def test_state_norm_scales_every_hidden_state_to_unit_range(role):
     hi = ref.latent.flatten(1).max(1).values.view(4, 1, 1, 1)
     assert torch.allclose(out.latent, (ref.latent - lo) / (hi - lo), atol=1e-5)
     assert count_params(net) == count_params(plain)
+
+
+@pytest.mark.parametrize("family", ["atari", "minatar"])
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_layer_norm_keeps_the_parameter_count(role, family):
+    obs, actions = ((12, 96, 96), 18) if family == "atari" else ((16, 10, 10), 3)
+    nets = [EfficientZeroNet(default_config(role, family, obs, actions, norm=n)) for n in ("batch", "layer")]
+    assert count_params(nets[0]) == count_params(nets[1])
+    assert count_acting_params(nets[0]) == count_acting_params(nets[1])
+    with pytest.raises(ValueError, match="unknown norm"):
+        EfficientZeroNet(default_config(role, family, obs, actions, norm="instance"))
+
+
+def test_sample_norm_is_group_norm_with_one_group():
+    norm, ref = SampleNorm2d(8), torch.nn.GroupNorm(1, 8)
+    with torch.no_grad():
+        for p in (*norm.parameters(), *ref.parameters()):
+            p.copy_(torch.arange(8.0) / 4 - 1)
+    x = 3 * torch.randn(5, 8, 10, 10) + 2
+    assert torch.allclose(norm(x), ref(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_layer_norm_makes_search_compute_what_training_did(norm):
+    """Train the BatchNorm statistics on a few batches that pass the initial inference and 5 unroll steps (as the
+    learner does), then compare eval mode (search) with train mode on one new batch, depth by depth. BatchNorm:
+    the running statistics mix the depths, so the two modes disagree; 'layer': identical."""
+    torch.manual_seed(0)
+    net = EfficientZeroNet(default_config("teacher", "minatar", (16, 10, 10), 3, norm=norm))
+    with torch.no_grad():
+        for p in net.parameters():  # fresh heads are zero-initialised: give every layer something to say
+            p.add_(0.1 * torch.randn_like(p))
+
+    def unroll(obs, actions):
+        out = net.initial_inference(obs)
+        latent, state, prefixes = out.latent, net.initial_lstm_state(len(obs)), [out.value_logits]
+        for k in range(actions.shape[1]):
+            step = net.recurrent_inference(latent, state, actions[:, k])
+            latent, state = step.latent, step.lstm_state
+            prefixes.append(step.value_prefix_logits)
+        return torch.stack(prefixes)
+
+    def batch():
+        return (torch.rand(64, 16, 10, 10) > 0.8).to(torch.uint8) * 255, torch.randint(0, 3, (64, 5))
+
+    net.train()
+    with torch.no_grad():
+        for _ in range(30):
+            unroll(*batch())
+        obs, actions = batch()
+        trained = unroll(obs, actions)
+        net.eval()
+        searched = unroll(obs, actions)
+    gap = (trained - searched).abs().amax(dim=(1, 2))  # per depth: value logits at 0, value-prefix logits at 1..5
+    if norm == "layer":
+        assert gap.max() < 1e-4, gap
+    else:
+        assert gap.min() > 1e-2, gap
 
 
 def test_uint8_and_float_inputs_agree():
