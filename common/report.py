@@ -117,7 +117,7 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
                 if ms:
                     ax.scatter([m["cost"]["latency_ms_decision_cpu"] for m in ms],
                                [m["scores"]["mean"] for m in ms], color=colors[g], label=g, s=30)
-            ax.set_xlabel("CPU ms per 50-simulation decision (batch 1)")
+            ax.set_xlabel(f"CPU ms per {summary['protocol']['num_simulations']}-simulation decision (batch 1)")
             ax.set_ylabel("score")
             ax.set_title(game)
             ax.legend(fontsize=7)
