@@ -81,12 +81,14 @@ def test_teacher_beats_random_play(catch_teacher):
 
 
 # Stage 2 from the CI teacher: 1,000 agent steps (500 random) and 500 updates, the same for a distilled student
-# (default weights, the teacher's search as the response target) and for a student without distillation. The
-# teacher's raw policy is nearly flat on this game (max probability ~0.4: its skill lives in the search), so the
-# measure is what the teacher *does*: how often the student's raw-policy argmax picks the action the teacher's search
-# plays, on 1,024 states drawn from the teacher's evaluation episodes (never trained on). Measured with this CI
-# teacher: distilled 0.54 -> 0.66 (2 threads) / 0.73 (1 thread), response weight 4: 0.60; without distillation
-# 0.54 -> 0.23 (the student learns its own, different, policy).
+# (default weights, the teacher's search as the response target) and for a student without distillation. Measured on
+# 288 states drawn from the teacher's evaluation episodes (never trained on), from the same start:
+#   raw-policy argmax agreement with the teacher's raw policy: distilled 0.16 -> 0.51, without distillation -> 0.15;
+#   student's raw-policy argmax vs the action the teacher's search plays: 0.42 -> 0.61, without -> 0.51
+# (AMD EPYC, AVX-512). On an earlier CI machine the second measure gave 0.54 -> 0.66 against 0.23 without. A student
+# that learns Catch by itself also comes to play what the teacher's search plays, so that measure separates the two
+# by 0.10-0.43 depending on floating-point details; the teacher's own (nearly flat: max probability ~0.4) raw-policy
+# choices are a fingerprint only distillation copies, so the 0.2 margin is asked of that one.
 DISTILL_FLAGS = ["--env-id", "Toy/Catch-v0", "--seed", "1", "--total-env-steps", "1000", "--random-transitions",
                  "500", "--train-updates", "500", "--extra-updates", "0", "--batch-size", "32", "--num-simulations",
                  "20", "--segment-length", "50", "--channels", "16", "--lstm-hidden", "32", "--reanalyse-fraction",
@@ -97,14 +99,20 @@ NO_KD = ["--response-weight", "0", "--feature-latent-weight", "0", "--feature-ls
 
 
 def test_distillation_raises_agreement_with_the_teacher(catch_teacher, tmp_path):
-    key = "distill/heldout_policy_vs_search"
-    result = {}
+    keys = {"policy": "distill/heldout_policy_agreement", "play": "distill/heldout_policy_vs_search"}
+    start, final = {}, {}
     for name, extra in {"distilled": [], "no-kd": NO_KD}.items():
         run_dir = run_script("02_distill_student.py", tmp_path / name,
                              DISTILL_FLAGS + extra + ["--teacher", str(catch_teacher / "teacher.pt")])
         ev = json.loads((run_dir / "eval.json").read_text())
-        result[name] = (ev["heldout_agreement_start"][key], ev["heldout_agreement_final"][key])
-        print(f"{name}: agreement with the teacher's play {result[name][0]:.3f} -> {result[name][1]:.3f}")
-    (start, kd), (_, no_kd) = result["distilled"], result["no-kd"]
-    assert kd - no_kd >= 0.2  # distillation, not learning the game by itself, brings the student to the teacher
-    assert kd - start >= 0.05
+        start[name] = {k: ev["heldout_agreement_start"][v] for k, v in keys.items()}
+        final[name] = {k: ev["heldout_agreement_final"][v] for k, v in keys.items()}
+        print(f"{name}: agreement with the teacher's raw policy {start[name]['policy']:.3f} -> "
+              f"{final[name]['policy']:.3f}, with its search's play {start[name]['play']:.3f} -> "
+              f"{final[name]['play']:.3f}")
+    kd, no_kd = final["distilled"], final["no-kd"]
+    # distillation, not learning the game by itself, makes the student choose as its teacher does ...
+    assert kd["policy"] - no_kd["policy"] >= 0.2
+    # ... and brings its play closer to the teacher's search than learning alone does
+    assert kd["play"] - start["distilled"]["play"] >= 0.05
+    assert kd["play"] > no_kd["play"]

@@ -193,7 +193,9 @@ def test_adapter_same_result_in_one_call_or_chunks(make_cfg):
     full = run_search(net, obs, cfg, deterministic_ties=True)
     chunked = run_search(net, obs, cfg, deterministic_ties=True, chunk_size=3)
     np.testing.assert_array_equal(full.visit_counts, chunked.visit_counts)
-    np.testing.assert_allclose(full.root_value, chunked.root_value, rtol=1e-5, atol=1e-5)
+    # float32 only: convolution kernels depend on the batch size (the student's depthwise convs differ by 1.6e-5
+    # after 12 simulations on an AVX-512 CPU), so the values agree to float noise, not bit for bit
+    np.testing.assert_allclose(full.root_value, chunked.root_value, rtol=1e-4, atol=1e-4)
     assert full.tree.depth.max() >= 2  # the run crossed a reset depth
 
 
