@@ -301,6 +301,14 @@ def merge_summaries(paths: list[str]) -> tuple[dict, list[dict], list[dict], dic
     return protocol, rows, agreements, measured_random, notes, sources
 
 
+def write_outputs(summary: dict, out_dir: Path) -> list[str]:
+    """summary.json, the plots and report.md; -> the plot file names."""
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    plots = write_plots(summary, out_dir)
+    write_report(summary, out_dir, plots)
+    return plots
+
+
 # =============================================================================================================
 if __name__ == "__main__":
     args = tyro.cli(Args, description=__doc__)
@@ -313,9 +321,7 @@ if __name__ == "__main__":
         out_dir.mkdir(parents=True, exist_ok=True)
         summary = {**environment_info(torch.device("cpu")), "args": asdict(args), "protocol": protocol,
                    "merged_from": sources, **assemble(rows, agreements, measured_random, notes)}
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-        plots = write_plots(summary, out_dir)
-        write_report(summary, out_dir, plots)
+        plots = write_outputs(summary, out_dir)
         print(f"merged {len(rows)} checkpoint(s) of {len(sources)} summaries -> {out_dir / 'summary.json'}, "
               f"{out_dir / 'report.md'} and {len(plots)} plot(s)")
         raise SystemExit(0)
@@ -426,7 +432,5 @@ if __name__ == "__main__":
                      "action": "argmax of visit counts"},
         **assemble(rows, agreements, measured_random, notes),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    plots = write_plots(summary, out_dir)
-    write_report(summary, out_dir, plots)
+    plots = write_outputs(summary, out_dir)
     print(f"wrote {out_dir / 'summary.json'}, {out_dir / 'report.md'} and {len(plots)} plot(s)")
