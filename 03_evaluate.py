@@ -36,8 +36,13 @@ from common.networks import EfficientZeroNet, NetConfig
 from common.profile import profile_models
 from common.report import read_curves, write_plots, write_report
 from common.runs import eval_summary, load_checkpoint, pick_device
-from common.scores import canonical_game, hns_aggregate, load_paper_table1, paper_claim, ratio_analysis
+from common.scores import (canonical_game, distillation_gains, hns_aggregate, load_paper_table1, paper_claim,
+                           ratio_analysis)
 from common.selfplay import evaluate, random_play
+
+# 02's distillation loss weights (flags of a student run), by term
+DISTILL_WEIGHT_FLAGS = {"response": "response_weight", "feature_latent": "feature_latent_weight",
+                        "feature_lstm": "feature_lstm_weight", "value": "value_distill_weight"}
 
 
 @dataclass
@@ -142,10 +147,13 @@ def load_model(path: str, device: torch.device) -> Model:
     except RuntimeError as e:
         raise SystemExit(f"{p}: weights do not match the stored network config ({e})") from None
     exp, seed = run_args.get("exp_name", kind), int(run_args.get("seed", 0))
+    # a student's distillation loss weights (all 0: the RL-only baseline of `distillation_gains`); None if unknown
+    known = kind == "student" and all(f in run_args for f in DISTILL_WEIGHT_FLAGS.values())
+    distill = {k: float(run_args[f]) for k, f in DISTILL_WEIGHT_FLAGS.items()} if known else None
     return Model(label=f"{kind}/{exp}/seed{seed}", group=f"{kind}/{exp}", kind=kind, path=p, env_id=env_id,
                  game=game, family=family, seed=seed, net=net.to(device).eval(),
                  teachers=[str(Path(t)) for t in ckpt.get("teachers", [])],
-                 ckpt_info={"counters": ckpt.get("counters", {}), "exp_name": exp,
+                 ckpt_info={"counters": ckpt.get("counters", {}), "exp_name": exp, "distill_weights": distill,
                             "file_mb": p.stat().st_size / 2**20})
 
 
@@ -218,7 +226,9 @@ def group_scores(rows: list[dict]) -> dict[str, dict[str, dict]]:
         by[(r["game"], r["group"])].append(r)
     for (game, group), rs in by.items():
         means = [r["scores"]["mean"] for r in rs]
-        out[game][group] = {"mean": float(np.mean(means)), "seed_std": float(np.std(means)) if len(rs) > 1 else None,
+        # the sample std (ddof 1): with 2 or 3 seeds the population std would understate the spread
+        out[game][group] = {"mean": float(np.mean(means)),
+                            "seed_std": float(np.std(means, ddof=1)) if len(rs) > 1 else None,
                             "episode_std": float(np.mean([r["scores"]["std"] for r in rs])),
                             "seeds": [r["seed"] for r in rs], "per_seed": means, "kind": rs[0]["kind"]}
     return dict(out)
@@ -241,7 +251,7 @@ def student_teacher_pairs(rows: list[dict], games: dict) -> list[dict]:
 
 def assemble(rows: list[dict], agreements: list[dict], measured_random: dict, notes: list[str]) -> dict:
     """Everything of the summary that follows from the per-checkpoint rows: groups of seeds, HNS, Table 1,
-    student over teacher. Shared by a measuring call and --merge."""
+    student over teacher, distillation against RL only. Shared by a measuring call and --merge."""
     games = group_scores(rows)
     groups = sorted({r["group"] for r in rows})
     aggregate = {g: hns_aggregate({game: row[g]["mean"] for game, row in games.items() if g in row})
@@ -253,6 +263,7 @@ def assemble(rows: list[dict], agreements: list[dict], measured_random: dict, no
         "random_play": measured_random,
         "aggregate_hns": aggregate,
         "student_vs_teacher": student_teacher_pairs(rows, games),
+        "distillation_vs_rl": distillation_gains(rows),
         "agreement": agreements,
         "paper_claim": paper_claim(),
         "measurement_notes": notes,
@@ -421,7 +432,8 @@ if __name__ == "__main__":
     # --- aggregate: groups of seeds, HNS, Table 1, student over teacher ----------------------------------------
     rows = [{"label": m.label, "group": m.group, "kind": m.kind, "checkpoint": str(m.path), "env_id": m.env_id,
              "game": m.game, "family": m.family, "seed": m.seed, "teachers": m.teachers,
-             "counters": m.ckpt_info["counters"], "scores": clean[m.label], "robustness": robust.get(m.label),
+             "distill_weights": m.ckpt_info["distill_weights"], "counters": m.ckpt_info["counters"],
+             "scores": clean[m.label], "robustness": robust.get(m.label),
              "cost": cost.get(m.label), "curves": read_curves(m.path.parent) if args.curves else {}}
             for m in models]
     summary = {

@@ -199,8 +199,8 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
 
     # scores
     L += ["## Scores", "",
-          "Mean over episodes; with several seeds, the mean over seeds ± the standard deviation across seeds, "
-          "and the per-seed means. HNS = (score − random) / (human − random), Atari 100k games only.", ""]
+          "Mean over episodes; with several seeds, the mean over seeds ± the sample standard deviation across "
+          "seeds, and the per-seed means. HNS = (score − random) / (human − random), Atari 100k games only.", ""]
     rows = []
     for game in games:
         for g in groups:
@@ -248,6 +248,22 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
         L += _table(["model", "games", "mean HNS", "median HNS", "IQM HNS"],
                     [[g, len(a["games"]), _fmt(a["mean"], 3), _fmt(a["median"], 3), _fmt(a["iqm"], 3)]
                      for g, a in sorted(agg.items())])
+
+    # distillation against RL only: the same teacher and seed, with and without the distillation terms
+    gains = summary.get("distillation_vs_rl", [])
+    if gains:
+        L += ["## Distillation against RL only", "",
+              "Each distilled student's score minus that of the student trained from the same teacher with the same "
+              "seed and budget with every distillation weight 0 (RL loss only). Per seed: the difference ± its "
+              "standard error over the evaluation episodes. Over seeds: the mean difference ± the sample standard "
+              "deviation of the per-seed differences, and in how many seeds the distilled student scored higher.",
+              ""]
+        rows = [[g["game"], g["student"], g["rl_only"], g["seeds"],
+                 f"{g['mean_difference']:+.2f}" + (f" ± {_fmt(g['seed_std'])}" if g["seed_std"] is not None else ""),
+                 ", ".join(f"{p_['difference']:+.2f} ± {_fmt(p_['se'])} (seed {p_['seed']})" for p_ in g["pairs"]),
+                 f"{g['higher']} of {g['seeds']}"] for g in gains]
+        L += _table(["game", "student", "RL only", "seeds", "difference", "per seed (± episode SE)", "higher in"],
+                    rows)
 
     # student vs teacher, and the paper's headline
     L += ["## Student over teacher", "",

@@ -1,5 +1,6 @@
 """Score aggregation for the stage-3 evaluation: human-normalised aggregates, honest "student over teacher"
-statistics, and a check of the seed paper's headline number against its own Table 1.
+statistics, a check of the seed paper's headline number against its own Table 1, and each distilled student against
+the student trained without distillation.
 
 Why a module of its own: a single "the student is X% better" number hides a choice of aggregation, and on Atari
 the choices disagree wildly (one game with a 7x ratio can move a mean of ratios by 40 points while the median
@@ -432,3 +433,45 @@ def per_game_table(our_scores: dict[str, dict[str, float]], table: dict[str, Gam
         row.update({m: t1[game][m] if game in t1 else None for m in methods})
         rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Distillation against RL only
+# ---------------------------------------------------------------------------------------------------------
+def distillation_gains(rows: list[dict]) -> list[dict]:
+    """Each distilled student against the student trained by RL alone from the same teacher with the same seed:
+    does distillation help, and by how much beyond the noise of the evaluation and of training?
+
+    `rows`: stage 3's per-checkpoint rows (kind, group, game, seed, teachers, scores with the episode scores, and
+    for students `distill_weights`, the run's distillation loss weights). The RL-only student is the one whose
+    weights are all 0. Result, one entry per (game, distilled group, RL-only group), sorted: per shared (teacher,
+    seed) the two means, their difference and its standard error over the evaluation episodes (unpaired, sample
+    variances); over those pairs (the training seeds) the mean difference, the sample std of the differences
+    (None with one seed) and in how many the distilled student scored higher. Rows without `distill_weights`
+    (summaries written before 03 recorded them) are left out."""
+    def trained_from(r):  # the same teacher run and the same seed
+        return r["game"], tuple(sorted(str(Path(t)) for t in r["teachers"])), r["seed"]
+
+    students = [r for r in rows if r["kind"] == "student" and r.get("distill_weights") is not None]
+    rl_only: dict[tuple, list[dict]] = {}
+    for r in students:
+        if not any(r["distill_weights"].values()):
+            rl_only.setdefault(trained_from(r), []).append(r)
+    pairs: dict[tuple, list[dict]] = {}
+    for r in students:
+        if not any(r["distill_weights"].values()):
+            continue
+        for b in rl_only.get(trained_from(r), []):
+            x, y = np.asarray(r["scores"]["scores"], float), np.asarray(b["scores"]["scores"], float)
+            se = math.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y)) if min(len(x), len(y)) > 1 else None
+            pairs.setdefault((r["game"], r["group"], b["group"]), []).append(
+                {"seed": r["seed"], "teachers": r["teachers"], "student": float(x.mean()), "rl_only": float(y.mean()),
+                 "difference": float(x.mean() - y.mean()), "se": se})
+    out = []
+    for (game, group, base), ps in sorted(pairs.items()):
+        ps.sort(key=lambda p: p["seed"])
+        d = np.array([p["difference"] for p in ps])
+        out.append({"game": game, "student": group, "rl_only": base, "pairs": ps, "mean_difference": float(d.mean()),
+                    "seed_std": float(d.std(ddof=1)) if len(d) > 1 else None, "higher": int((d > 0).sum()),
+                    "seeds": len(d)})
+    return out

@@ -39,10 +39,14 @@ def test_report_from_01_and_02_checkpoints(tiny_report):
     out = tiny_report
     summary = json.loads((out / "summary.json").read_text())
     for key in ("command", "git_commit", "versions", "hardware", "protocol", "models", "games", "aggregate_hns",
-                "student_vs_teacher", "agreement", "paper_claim", "notes", "references"):
+                "student_vs_teacher", "distillation_vs_rl", "agreement", "paper_claim", "notes", "references"):
         assert key in summary, key
     teacher, student = summary["models"]
     assert (teacher["kind"], student["kind"]) == ("teacher", "student")
+    assert teacher["distill_weights"] is None
+    # 02's defaults: every distillation term but the value one
+    assert student["distill_weights"] == {"response": 1.0, "feature_latent": 1.0, "feature_lstm": 1.0, "value": 0.0}
+    assert summary["distillation_vs_rl"] == []  # no RL-only student to compare with
     for m in (teacher, student):
         assert m["scores"]["episodes"] == 2 and len(m["scores"]["scores"]) == 2
         assert set(m["robustness"]) == {"sticky", "noise"}
@@ -91,7 +95,7 @@ def test_merge_recomputes_the_report_from_earlier_summaries(tiny_report, tmp_pat
     row = merged["games"]["MinAtar/Breakout-v1"]["student/student"]
     s1, s2 = (s["models"][1]["scores"]["mean"] for s in (first, second))
     assert row["seeds"] == [1, 2] and row["per_seed"] == [s1, s2] and row["mean"] == pytest.approx((s1 + s2) / 2)
-    assert row["seed_std"] == pytest.approx(0.5)
+    assert row["seed_std"] == pytest.approx(0.5 ** 0.5)  # sample std of s and s + 1
     (pair,) = merged["student_vs_teacher"]  # each student found its own teacher by checkpoint path
     assert (pair["student"], pair["teacher"]) == ("student/student", "teacher/teacher")
     labels = {m["label"] for m in merged["models"]}
@@ -101,6 +105,23 @@ def test_merge_recomputes_the_report_from_earlier_summaries(tiny_report, tmp_pat
     assert merged["random_play"] == first["random_play"] and merged["protocol"] == first["protocol"]
     report = (tmp_path / "merged" / "report.md").read_text()
     assert "from 2 evaluations" in report and "### Against random play" in report
+    assert "## Distillation against RL only" not in report  # no RL-only student: no section
+
+    # an RL-only student of the seed-2 teacher (all distillation weights 0): the distilled one is compared with it
+    rl_only = json.loads(json.dumps(second["models"][1]))
+    rl_only.update(label="student/student-none/seed2", group="student/student-none",
+                   checkpoint=rl_only["checkpoint"].replace("student", "student-none"),
+                   distill_weights=dict.fromkeys(rl_only["distill_weights"], 0.0))
+    rl_only["scores"]["scores"] = [x - 2.0 for x in rl_only["scores"]["scores"]]
+    second["models"].append(rl_only)
+    (tmp_path / "b" / "summary.json").write_text(json.dumps(second))
+    r = evaluate_script(["--merge", *sources, "--name", "merged"], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (gain,) = json.loads((tmp_path / "merged" / "summary.json").read_text())["distillation_vs_rl"]
+    assert (gain["student"], gain["rl_only"], gain["seeds"]) == ("student/student", "student/student-none", 1)
+    assert gain["pairs"][0]["seed"] == 2 and gain["mean_difference"] == pytest.approx(2.0) and gain["higher"] == 1
+    assert "## Distillation against RL only" in (tmp_path / "merged" / "report.md").read_text()
+    second["models"].pop()
 
     r = evaluate_script(["--merge", sources[0], sources[0]], tmp_path)
     assert r.returncode != 0 and "more than one summary" in r.stderr and "Traceback" not in r.stderr

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from common.envs import DATA_DIR, load_reference_scores
-from common.scores import (PAPER_TABLE1_CSV, hns_aggregate, iqm, load_paper_table1, paper_claim,
-                           per_game_table, ratio_analysis)
+from common.scores import (PAPER_TABLE1_CSV, distillation_gains, hns_aggregate, iqm, load_paper_table1,
+                           paper_claim, per_game_table, ratio_analysis)
 
 METHODS = ["SimPLe", "OTRainbow", "CURL", "DrQ", "SPR", "MuZero", "EfficientZero_rerun", "Ours_distilled_student"]
 
@@ -221,3 +221,50 @@ def test_per_game_table():
     assert minatar["random"] is None and minatar["MuZero"] is None and minatar["teacher/a"] == 7.0
     with pytest.raises(ValueError, match="collide"):
         per_game_table({"human": {"Breakout": 1.0}})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Distillation against RL only
+# ---------------------------------------------------------------------------------------------------------
+def _row(kind, exp, seed, scores, weights=None, game="MinAtar/Breakout-v1"):
+    teacher = f"runs/{game.replace('/', '-')}__teacher__{seed}/teacher.pt"
+    return {"kind": kind, "group": f"{kind}/{exp}", "game": game, "seed": seed,
+            "teachers": [teacher] if kind == "student" else [], "distill_weights": weights,
+            "scores": {"scores": scores, "mean": float(np.mean(scores))}}
+
+
+def test_distillation_gains_against_a_recomputation_by_hand():
+    """Each distilled group minus the RL-only student of the same teacher and seed: per seed with its episode SE,
+    over seeds with the sample std; rows that cannot be paired are left out."""
+    rl_only = {"response": 0.0, "feature_latent": 0.0, "feature_lstm": 0.0, "value": 0.0}
+    response = {**rl_only, "response": 1.0}
+    both = {**response, "feature_latent": 1.0, "feature_lstm": 1.0}
+    scores = {  # (exp, seed) -> episode scores
+        ("none", 1): [1, 2, 3, 2], ("response", 1): [4, 3, 5, 4], ("both", 1): [2, 2, 3, 1],
+        ("none", 2): [2, 2, 2, 3], ("response", 2): [3, 3, 4, 3], ("both", 2): [3, 4, 2, 3]}
+    weights = {"none": rl_only, "response": response, "both": both}
+    rows = [_row("student", exp, seed, sc, weights[exp]) for (exp, seed), sc in scores.items()]
+    rows += [_row("teacher", "teacher", 1, [5, 6, 7, 6]),
+             _row("student", "response", 3, [9, 9, 9, 9], response),  # seed 3 has no RL-only student
+             _row("student", "old", 1, [9, 9, 9, 9], None),  # an older summary without weights
+             _row("student", "none", 1, [0, 0, 1, 0], rl_only, game="MinAtar/Asterix-v1")]  # no distilled partner
+
+    got = distillation_gains(rows)
+    assert [(g["game"], g["student"], g["rl_only"]) for g in got] == [
+        ("MinAtar/Breakout-v1", "student/both", "student/none"),
+        ("MinAtar/Breakout-v1", "student/response", "student/none")]
+    for g in got:
+        exp = g["student"].split("/")[1]
+        diffs = []
+        for p, seed in zip(g["pairs"], (1, 2)):
+            x, y = scores[(exp, seed)], scores[("none", seed)]
+            diff = statistics.mean(x) - statistics.mean(y)
+            se = math.sqrt(statistics.variance(x) / len(x) + statistics.variance(y) / len(y))
+            assert p["seed"] == seed and p["difference"] == pytest.approx(diff) and p["se"] == pytest.approx(se)
+            assert (p["student"], p["rl_only"]) == pytest.approx((statistics.mean(x), statistics.mean(y)))
+            diffs.append(diff)
+        assert g["seeds"] == 2 and g["mean_difference"] == pytest.approx(statistics.mean(diffs))
+        assert g["seed_std"] == pytest.approx(statistics.stdev(diffs)) and g["higher"] == sum(d > 0 for d in diffs)
+    assert got[1]["higher"] == 2 and got[0]["higher"] == 1  # response: +2.0, +1.0; both: 0.0, +0.75
+    one_seed = distillation_gains([r for r in rows if r["seed"] == 1])
+    assert one_seed and all(g["seeds"] == 1 and g["seed_std"] is None for g in one_seed)
