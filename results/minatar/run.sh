@@ -7,6 +7,8 @@
 #                                                               #   -> results/minatar/cells/Breakout-1/
 #   bash results/minatar/run.sh cell     Breakout 1             # all of the above, in order
 #   bash results/minatar/run.sh report                          # merge every cell -> results/minatar/report.md
+#   bash results/minatar/run.sh atari                           # the Atari sanity run (Breakout, seed 1, ~1 h)
+#   bash results/minatar/run.sh evaluate-atari                  #   -> results/minatar/atari-Breakout/
 #
 # A run whose directory holds eval.json is finished and skipped; one with a checkpoint but no eval.json is resumed
 # with --resume (same flags); otherwise a new run starts. Each call appends its output, commit and wall-clock time
@@ -37,8 +39,24 @@ budget() {  # budget GAME: the preset's flags for GAME, into BUDGET
 # Stage 3 as the issue asks: 32 episodes (seeds 0..31) per checkpoint, the search the runs trained with.
 EVALUATE=(--episodes 32 --num-simulations 20 --threads "$THREADS" --export-onnx --no-progress)
 
+# The Atari sanity run: stage 1 on ALE Breakout at the largest budget that fits in about an hour of this 2-core
+# CPU, far below Atari 100k's (100,000 agent steps, 120,000 updates of batch 256). Episodes of evaluation are capped
+# at 3,000 agent steps, the cap of a training episode (a policy that never serves the ball would otherwise play
+# 27,000 steps). Stage 3: 16 episodes, the training search, no robustness re-evaluations (CPU time).
+ATARI_RUNS=runs/atari
+ATARI_BUDGET=(--total-env-steps 8000 --random-transitions 2000 --train-updates 1000 --extra-updates 0
+              --batch-size 64 --num-simulations 20 --segment-length 200 --reanalyse-fraction 0 --lr-warmup 100
+              --eval-interval 250 --eval-episodes 4 --final-eval-episodes 8 --eval-max-steps 3000
+              --checkpoint-interval 100)
+ATARI_EVALUATE=(--episodes 16 --num-simulations 20 --max-steps 3000 --no-robustness --threads "$THREADS" --export-onnx
+                --no-progress)
+
 run_dir() {  # the newest run directory of (game, experiment, seed), or nothing
-    ls -td "$RUNS/MinAtar-$1-v1__$2__$3__"*/ 2>/dev/null | head -n 1 || true
+    newest "$RUNS/MinAtar-$1-v1__$2__$3__"
+}
+
+newest() {  # newest PREFIX: the newest directory PREFIX*/, or nothing
+    ls -td "$1"*/ 2>/dev/null | head -n 1 || true
 }
 
 finished_dir() {  # the run directory of (game, experiment, seed) if it finished, else fail
@@ -57,22 +75,43 @@ logged() {  # logged LOG CMD...: run CMD, appending its output, commit, start ti
     echo "wall-clock of this call: $((SECONDS - start)) s" | tee -a "$log"
 }
 
+resume_or_skip() {  # resume_or_skip DIR: fail (skip) if the run in DIR finished, else the --resume flags it needs
+    local dir=$1
+    if [[ -n "$dir" && -f "$dir/eval.json" ]]; then
+        echo "finished: $dir"
+        return 1
+    fi
+    if [[ -n "$dir" && -n "$(ls "$dir"/*.pt 2>/dev/null)" ]]; then
+        echo "--resume ${dir%/}"
+    fi
+}
+
 launch() {  # launch SCRIPT GAME EXP SEED FLAGS...: new run, resume, or skip when finished
     local script=$1 game=$2 exp=$3 seed=$4
     shift 4
-    local dir
-    dir=$(run_dir "$game" "$exp" "$seed")
-    if [[ -n "$dir" && -f "$dir/eval.json" ]]; then
-        echo "finished: $dir"
-        return
-    fi
-    local resume=()
-    if [[ -n "$dir" && -n "$(ls "$dir"/*.pt 2>/dev/null)" ]]; then
-        resume=(--resume "${dir%/}")
-    fi
+    local resume
+    resume=$(resume_or_skip "$(run_dir "$game" "$exp" "$seed")") || { echo "$resume"; return; }
     budget "$game"
+    # shellcheck disable=SC2086  # $resume: nothing, or the two words --resume DIR
     logged "results/minatar/logs/$game-$exp-$seed.log" "$PY" "$script" --env-id "MinAtar/$game-v1" --seed "$seed" \
-        --exp-name "$exp" --run-dir "$RUNS" --threads "$THREADS" --no-progress "${BUDGET[@]}" "$@" "${resume[@]}"
+        --exp-name "$exp" --run-dir "$RUNS" --threads "$THREADS" --no-progress "${BUDGET[@]}" "$@" $resume
+}
+
+atari() {  # the Atari sanity run -> runs/atari/Breakout__teacher__1__*/
+    local resume
+    resume=$(resume_or_skip "$(newest "$ATARI_RUNS/Breakout__teacher__1__")") || { echo "$resume"; return; }
+    # shellcheck disable=SC2086
+    logged results/minatar/logs/atari-Breakout-teacher-1.log "$PY" 01_pretrain_teacher.py --env-id Breakout \
+        --seed 1 --exp-name teacher --run-dir "$ATARI_RUNS" --threads "$THREADS" --no-progress "${ATARI_BUDGET[@]}" \
+        $resume
+}
+
+evaluate_atari() {  # stage 3 on the Atari sanity run -> results/minatar/atari-Breakout/
+    local dir
+    dir=$(newest "$ATARI_RUNS/Breakout__teacher__1__")
+    [[ -n "$dir" && -f "$dir/eval.json" ]] || { echo "no finished Atari run in $ATARI_RUNS" >&2; return 1; }
+    logged results/minatar/logs/atari-Breakout-evaluate-1.log "$PY" 03_evaluate.py --out-dir results/minatar \
+        --name atari-Breakout "${ATARI_EVALUATE[@]}" --checkpoints "${dir%/}/teacher.pt"
 }
 
 teacher() {
@@ -115,8 +154,10 @@ case "${1:-}" in
     report)
         "$PY" 03_evaluate.py --out-dir results --name minatar --merge results/minatar/cells/*/summary.json
         ;;
+    atari)          atari ;;
+    evaluate-atari) evaluate_atari ;;
     *)
-        sed -n 2,18p "$0"
+        sed -n 2,19p "$0"
         exit 1
         ;;
 esac
