@@ -291,7 +291,7 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
     if with_cost:
         seen, rows = set(), []
         for m in with_cost:
-            key = (m["group"], m["cost"]["params_total"])
+            key = (m["game"], m["group"], m["cost"]["params_total"])  # the first seed's measurement per game
             if key in seen:
                 continue
             seen.add(key)
@@ -323,9 +323,9 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
         if onnx:
             seen_o, rows = set(), []
             for game, g, o in onnx:
-                if (g, o["exported_from"]) in seen_o:
+                if (game, g) in seen_o:  # as above: one row per game and model, the first seed's
                     continue
-                seen_o.add((g, o["exported_from"]))
+                seen_o.add((game, g))
                 rows.append([game, g, f"{o['max_abs_diff']:.1e}", f"{o['torch_ms']:.1f}", f"{o['ort_ms']:.1f}",
                              f"{o['ort_ms'] / o['torch_ms']:.2f}"])
             L += ["### ONNX (onnxruntime, CPU)", "",
