@@ -27,8 +27,8 @@ import tyro
 from tqdm import tqdm
 
 from common.args import TrainArgs, check_resume_args, check_train_args
-from common.distill import (DistillConfig, agreement, distillation_terms, heldout_agreement, load_teacher,
-                            search_actions, teacher_unroll)
+from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, distillation_terms, heldout_agreement,
+                            load_teacher, search_actions, teacher_unroll)
 from common.envs import make_env
 from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature
 from common.mcts import MCTSConfig
@@ -112,8 +112,7 @@ def check_args(args: Args) -> None:
         problems.append("--tau and --tau-end must be > 0")
     if args.kd_alpha is not None and not 0 <= args.kd_alpha <= 1:
         problems.append("--kd-alpha must be in [0, 1]")
-    weights = (args.response_weight, args.feature_latent_weight, args.feature_lstm_weight, args.value_distill_weight)
-    if min(weights) < 0:
+    if min(getattr(args, f) for f in WEIGHT_FLAGS.values()) < 0:
         problems.append("distillation weights must be >= 0")
     if problems:
         raise SystemExit("bad arguments:\n  " + "\n  ".join(problems))
@@ -364,9 +363,7 @@ if __name__ == "__main__":
             kd_terms = distillation_terms(student_steps, teacher_steps, batch.mask, dcfg, adapter,
                                           net_cfg.support_size, t_cfg.support_size, search_policy)
             timing["teacher"] += time.time() - t2
-            weight_of = {"response": args.response_weight, "feature_latent": args.feature_latent_weight,
-                         "feature_lstm": args.feature_lstm_weight, "value": args.value_distill_weight}
-            kd_loss = sum((batch.weights * weight_of[k] * v).mean() for k, v in kd_terms.items())
+            kd_loss = sum((batch.weights * getattr(args, WEIGHT_FLAGS[k]) * v).mean() for k, v in kd_terms.items())
             kd_loss = kd_loss if kd_terms else torch.zeros((), device=device)
             # QDagger: distillation fades as the student's recent return approaches the teacher's
             fade = 1.0

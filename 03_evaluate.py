@@ -29,7 +29,7 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from common.distill import heldout_agreement
+from common.distill import WEIGHT_FLAGS, heldout_agreement
 from common.envs import load_reference_scores, make_env
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, NetConfig
@@ -39,10 +39,6 @@ from common.runs import eval_summary, load_checkpoint, pick_device
 from common.scores import (canonical_game, distillation_gains, hns_aggregate, load_paper_table1, paper_claim,
                            ratio_analysis)
 from common.selfplay import evaluate, random_play
-
-# 02's distillation loss weights (flags of a student run), by term
-DISTILL_WEIGHT_FLAGS = {"response": "response_weight", "feature_latent": "feature_latent_weight",
-                        "feature_lstm": "feature_lstm_weight", "value": "value_distill_weight"}
 
 
 @dataclass
@@ -148,8 +144,8 @@ def load_model(path: str, device: torch.device) -> Model:
         raise SystemExit(f"{p}: weights do not match the stored network config ({e})") from None
     exp, seed = run_args.get("exp_name", kind), int(run_args.get("seed", 0))
     # a student's distillation loss weights (all 0: the RL-only baseline of `distillation_gains`); None if unknown
-    known = kind == "student" and all(f in run_args for f in DISTILL_WEIGHT_FLAGS.values())
-    distill = {k: float(run_args[f]) for k, f in DISTILL_WEIGHT_FLAGS.items()} if known else None
+    known = kind == "student" and all(f in run_args for f in WEIGHT_FLAGS.values())
+    distill = {k: float(run_args[f]) for k, f in WEIGHT_FLAGS.items()} if known else None
     return Model(label=f"{kind}/{exp}/seed{seed}", group=f"{kind}/{exp}", kind=kind, path=p, env_id=env_id,
                  game=game, family=family, seed=seed, net=net.to(device).eval(),
                  teachers=[str(Path(t)) for t in ckpt.get("teachers", [])],

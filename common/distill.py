@@ -93,6 +93,12 @@ def mse_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.float() - b.float()).pow(2).flatten(1).mean(1)
 
 
+# Each distillation term and the 02_distill_student.py flag that weights it; 03 reads the same flags from a run's
+# saved arguments to tell distilled students from RL-only ones.
+WEIGHT_FLAGS = {"response": "response_weight", "feature_latent": "feature_latent_weight",
+                "feature_lstm": "feature_lstm_weight", "value": "value_distill_weight"}
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     response_weight: float = 1.0

@@ -1,12 +1,16 @@
 """Distillation terms (SPEC section 8): zero for a student that is the teacher, adapters, ensembles, agreement."""
 
 import copy
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from common.distill import (DistillConfig, agreement, distillation_terms, js_divergence, kl_to_student,
+from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, distillation_terms, js_divergence, kl_to_student,
                             teacher_unroll)
 from common.learner import LossConfig, Targets, unrolled_loss
 from common.networks import EfficientZeroNet, FeatureAdapter, minatar_student_config, minatar_teacher_config
@@ -67,7 +71,7 @@ def test_terms_are_positive_masked_and_only_the_weighted_ones_are_computed():
     b = batch()
     _, steps, t_steps = student_and_teacher_outputs(student, [teacher], b)
     terms = distillation_terms(steps, t_steps, b.mask, ALL_TERMS, None, 10, 10)
-    assert set(terms) == {"response", "feature_latent", "feature_lstm", "value"}
+    assert set(terms) == {"response", "feature_latent", "feature_lstm", "value"} == set(WEIGHT_FLAGS)
     assert all((v > 0).all() for v in terms.values())
     only = distillation_terms(steps, t_steps, b.mask, DistillConfig(1.0, 1.0, 0.0, 0.0, 0.0), None, 10, 10)
     assert set(only) == {"response"}
@@ -76,6 +80,21 @@ def test_terms_are_positive_masked_and_only_the_weighted_ones_are_computed():
     unmasked = distillation_terms(steps, t_steps, full, ALL_TERMS, None, 10, 10)
     assert unmasked["response"][0] > terms["response"][0]
     torch.testing.assert_close(unmasked["response"][1:], terms["response"][1:])
+
+
+def test_each_term_is_weighted_by_a_flag_of_02(monkeypatch):
+    # 02 weights term k by args.<WEIGHT_FLAGS[k]>, and 03 reads the same names from a student's saved args
+    path = Path(__file__).resolve().parents[1] / "02_distill_student.py"
+    spec = importlib.util.spec_from_file_location("distill_student", path)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # dataclasses look their module up while it executes
+    spec.loader.exec_module(script)  # the training loop sits under `if __name__ == "__main__"`
+    flags = {f.name: f.default for f in dataclasses.fields(script.Args)}
+    assert set(WEIGHT_FLAGS.values()) <= set(flags)
+    # 02's defaults, term by term: the paper's response and feature terms on, value distillation (an extra) off;
+    # a term mapped to the task loss's `value_weight` (0.25) would show here
+    assert {k: flags[f] for k, f in WEIGHT_FLAGS.items()} == {"response": 1.0, "feature_latent": 1.0,
+                                                               "feature_lstm": 1.0, "value": 0.0}
 
 
 def test_adapters_let_a_narrower_student_distil_and_the_loss_falls():
