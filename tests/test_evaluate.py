@@ -131,6 +131,31 @@ def test_merge_recomputes_the_report_from_earlier_summaries(tiny_report, tmp_pat
     assert r.returncode != 0 and "another protocol" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_merged_cost_tables_keep_one_row_per_game_and_model(tiny_report, tmp_path):
+    """Two games whose runs share labels (teacher/teacher/seed1 on both): the cost and ONNX tables keep both
+    games' rows; a second seed of the same game adds none (the first seed's measurement stands)."""
+    first = json.loads((tiny_report / "summary.json").read_text())
+    other = json.loads(json.dumps(first).replace("Breakout", "SpaceInvaders"))  # the same runs, as another game
+    seed2 = json.loads(json.dumps(first).replace("__1__", "__2__"))
+    for m in seed2["models"]:
+        m["seed"] = 2
+    paths = []
+    for name, summary in (("a", first), ("b", other), ("c", seed2)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+        paths.append(str(tmp_path / name / "summary.json"))
+    r = evaluate_script(["--merge", *paths, "--name", "merged"], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = (tmp_path / "merged" / "report.md").read_text()
+    cost = report.split("## Deployment cost")[1].split("### ONNX")[0]
+    onnx = report.split("### ONNX")[1].split("\n## ")[0]
+    for table in (cost, onnx):
+        rows = [line for line in table.splitlines() if line.startswith("| MinAtar/")]
+        assert sorted(line.split(" | ")[:2] for line in rows) == [
+            ["| MinAtar/Breakout-v1", "student/student"], ["| MinAtar/Breakout-v1", "teacher/teacher"],
+            ["| MinAtar/SpaceInvaders-v1", "student/student"], ["| MinAtar/SpaceInvaders-v1", "teacher/teacher"]]
+
+
 @pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "incompatible"])
 def test_bad_checkpoint_fails_with_a_readable_message(tiny_teacher, tmp_path, case):
     if case == "missing":
