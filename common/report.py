@@ -287,14 +287,15 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
         L += ["</details>", ""]
 
     # cost
-    with_cost = [m for m in summary["models"] if m.get("cost")]
+    # one row per game and model, the first seed's measurement: the seeds of a model share its architecture
+    first_of: dict[tuple[str, str], dict] = {}
+    for m in summary["models"]:
+        if m.get("cost"):
+            first_of.setdefault((m["game"], m["group"]), m)
+    with_cost = list(first_of.values())
     if with_cost:
-        seen, rows = set(), []
+        rows = []
         for m in with_cost:
-            key = (m["game"], m["group"], m["cost"]["params_total"])  # the first seed's measurement per game
-            if key in seen:
-                continue
-            seen.add(key)
             c = m["cost"]
             # ratios to a teacher of the same game (the first one given)
             t = next((x["cost"] for x in with_cost if x["kind"] == "teacher" and x["game"] == m["game"]), None)
@@ -321,13 +322,8 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
                      "CPU ms / decision", "CUDA ms / decision", "weights MB"], rows)
         onnx = [(m["game"], m["group"], m["cost"]["onnx"]) for m in with_cost if m["cost"].get("onnx")]
         if onnx:
-            seen_o, rows = set(), []
-            for game, g, o in onnx:
-                if (game, g) in seen_o:  # as above: one row per game and model, the first seed's
-                    continue
-                seen_o.add((game, g))
-                rows.append([game, g, f"{o['max_abs_diff']:.1e}", f"{o['torch_ms']:.1f}", f"{o['ort_ms']:.1f}",
-                             f"{o['ort_ms'] / o['torch_ms']:.2f}"])
+            rows = [[game, g, f"{o['max_abs_diff']:.1e}", f"{o['torch_ms']:.1f}", f"{o['ort_ms']:.1f}",
+                     f"{o['ort_ms'] / o['torch_ms']:.2f}"] for game, g, o in onnx]
             L += ["### ONNX (onnxruntime, CPU)", "",
                   "Acting networks exported with a dynamic batch dimension; outputs checked against torch on "
                   "random inputs at several batch sizes.", ""]
