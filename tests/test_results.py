@@ -1,0 +1,96 @@
+"""The committed results are generated, not typed: every report.md under results/ is what 03_evaluate.py writes from
+the summary.json beside it (the merged MinAtar report from its cells' summaries), and the tables that
+results/minatar/README.md quotes match that report. Checkpoints are not committed, so a report is rebuilt through
+--merge, which recomputes every table from a summary's per-checkpoint rows."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ENV, ROOT
+
+RESULTS = ROOT / "results"
+REPORTS = sorted(p.relative_to(ROOT).as_posix() for p in RESULTS.rglob("report.md")
+                 if (p.parent / "summary.json").exists())
+
+
+def body(report: str) -> str:
+    """The report from its first section on. The lines above it name the date, the commit and the command, which
+    differ between the call that measured and the --merge that rebuilds it."""
+    return report[report.index("\n## "):]
+
+
+def merge(sources: list[str], out_dir: Path) -> Path:
+    r = subprocess.run([sys.executable, "03_evaluate.py", "--out-dir", str(out_dir), "--name", "rebuilt",
+                        "--merge", *sources], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out_dir / "rebuilt"
+
+
+def test_the_committed_reports_are_found():
+    assert {"results/minatar/report.md", "results/minatar/atari-Breakout/report.md", "results/demo/report.md"} <= set(
+        REPORTS)
+    assert sum(p.startswith("results/minatar/cells/") for p in REPORTS) == 6
+
+
+@pytest.mark.parametrize("report", REPORTS)
+def test_each_committed_report_is_rebuilt_from_its_summaries(report, tmp_path):
+    summary_path = ROOT / report.replace("report.md", "summary.json")
+    summary = json.loads(summary_path.read_text())
+    # a merged report comes from the summaries it names (as `run.sh report` merged them), any other from its own
+    sources = [m["summary"] for m in summary["merged_from"]] if "merged_from" in summary else [
+        summary_path.relative_to(ROOT).as_posix()]
+    rebuilt = merge(sources, tmp_path)
+    assert body((rebuilt / "report.md").read_text()) == body((ROOT / report).read_text())
+    if "merged_from" in summary:  # the whole merged summary too, but for the call's own provenance
+        fresh = json.loads((rebuilt / "summary.json").read_text())
+        provenance = {"command", "git_commit", "git_dirty", "date", "args", "versions", "hardware"}
+        assert {k: v for k, v in fresh.items() if k not in provenance} == {
+            k: v for k, v in summary.items() if k not in provenance}
+
+
+def table(markdown: str, header_start: str) -> list[list[str]]:
+    """The body rows of the first markdown table whose header row starts with header_start, as lists of cells."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+README_MODELS = {"teacher": "teacher/teacher", "student, no distillation": "student/student-none",
+                 "student, response only": "student/student-response",
+                 "student, feature only": "student/student-feature", "student, both": "student/student-both"}
+README_GAMES = ["Breakout", "SpaceInvaders", "Asterix"]  # the columns of the README's results table
+
+
+def test_minatar_readme_quotes_the_merged_report():
+    readme = (RESULTS / "minatar" / "README.md").read_text().replace("−", "-")  # the README writes a true minus
+    report = (RESULTS / "minatar" / "report.md").read_text()
+
+    scores = {(g, m): f"{score} ({per_seed})"
+              for g, m, _, score, per_seed, _ in table(report, "| game | model | seeds | score |")}
+    random_play = {g: rnd for g, m, _, rnd, _ in table(report, "| game | model | score | random play")}
+    quoted = table(readme, "| model | Breakout | SpaceInvaders | Asterix")
+    assert [r[0] for r in quoted] == [*README_MODELS, "uniformly random play (± episode std)"]
+    for row in quoted:
+        for game, cell in zip(README_GAMES, row[1:], strict=True):
+            env_id = f"MinAtar/{game}-v1"
+            expected = scores[env_id, README_MODELS[row[0]]] if row[0] in README_MODELS else random_play[env_id]
+            assert cell == expected, (row[0], game)
+
+    gains = {(g, s): (diff, re.sub(r" \(seed \d+\)", "", per_seed))
+             for g, s, _, _, diff, per_seed, _ in table(report, "| game | student | RL only |")}
+    quoted = table(readme, "| student | Breakout | per seed |")
+    assert [r[0] for r in quoted] == ["response only", "both", "feature only"]
+    for row in quoted:
+        student = README_MODELS[f"student, {row[0]}"]
+        for i, game in enumerate(README_GAMES):
+            assert (row[1 + 2 * i], row[2 + 2 * i]) == gains[f"MinAtar/{game}-v1", student], (row[0], game)
