@@ -24,6 +24,11 @@ def run_script(script: str, args: list[str], run_dir: Path) -> subprocess.Comple
                           env=ENV, capture_output=True, text=True, timeout=600)
 
 
+def evaluate_script(args: list[str], out_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "03_evaluate.py"), "--out-dir", str(out_dir), *args],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+
+
 def only_run_dir(parent: Path) -> Path:
     (run_dir,) = [p for p in parent.iterdir() if p.is_dir()]
     return run_dir

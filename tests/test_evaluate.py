@@ -2,8 +2,6 @@
 it relies on (sticky actions, observation noise, held-out states)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,15 +12,10 @@ from common.envs import make_env
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, minatar_student_config, minatar_teacher_config
 from common.selfplay import evaluate, random_play
-from tests.conftest import ENV, ROOT
+from tests.conftest import evaluate_script
 
 SMALL = ["--episodes", "2", "--num-simulations", "2", "--max-steps", "60", "--latency-repeats", "2",
          "--agreement-states", "64", "--threads", "1", "--no-progress"]
-
-
-def evaluate_script(args, tmp_path):
-    return subprocess.run([sys.executable, str(ROOT / "03_evaluate.py"), "--out-dir", str(tmp_path), *args],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

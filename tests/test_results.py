@@ -5,13 +5,11 @@ results/minatar/README.md quotes match that report. Checkpoints are not committe
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENV, ROOT
+from tests.conftest import ROOT, evaluate_script
 
 RESULTS = ROOT / "results"
 REPORTS = sorted(p.relative_to(ROOT).as_posix() for p in RESULTS.rglob("report.md")
@@ -25,8 +23,7 @@ def body(report: str) -> str:
 
 
 def merge(sources: list[str], out_dir: Path) -> Path:
-    r = subprocess.run([sys.executable, "03_evaluate.py", "--out-dir", str(out_dir), "--name", "rebuilt",
-                        "--merge", *sources], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    r = evaluate_script(["--name", "rebuilt", "--merge", *sources], out_dir)
     assert r.returncode == 0, r.stdout + r.stderr
     return out_dir / "rebuilt"
 
