@@ -17,7 +17,7 @@ $(STAMP): requirements.txt
 test: venv
 	$(BIN)/python -m pytest -q
 
-# End to end at CPU scale on the toy game Toy/Catch-v0 (~8 min on 2 cores): stage 1 trains a small teacher and
+# End to end at CPU scale on the toy game Toy/Catch-v0 (4-13 min on 2 cores): stage 1 trains a small teacher and
 # evaluates it (runs/Toy-Catch-v0__demo__1__<time>/), stage 2 distils a student from it with the same budget
 # (runs/Toy-Catch-v0__demo-student__1__<time>/), stage 3 evaluates both and writes results/demo/report.md, then
 # the deployment-cost profile of the paper-sized teacher and student (Atari and MinAtar networks).
