@@ -25,11 +25,11 @@ from common.envs import make_env
 from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
+from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer
 from common.runs import (Logger, ReplayStore, atomic_torch_save, load_checkpoint, make_run_name,
                          pick_device, rng_state, set_rng_state)
-from common.selfplay import SelfPlay
-from common.training import (collect, final_eval, periodic_eval, sample_batch, sgd_step, train_scalars,
+from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, sgd_step, train_scalars,
                              updates_due)
 
 
@@ -39,7 +39,7 @@ class Args(TrainArgs):
 
 
 def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: dict, args: Args, rng, store,
-                    replay) -> None:
+                    replay, batches) -> None:
     atomic_torch_save({
         "kind": "teacher",
         "config": net.config.to_dict(),
@@ -52,7 +52,7 @@ def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: di
         "rng": rng_state(rng),
         "replay": store.index(replay),
     }, path)
-    store.after_checkpoint()
+    store.after_checkpoint(batches.safe_before())
 
 
 # =============================================================================================================
@@ -102,7 +102,6 @@ if __name__ == "__main__":
                           policy_weight=args.policy_weight, value_weight=args.value_weight,
                           consistency_weight=args.consistency_weight, augment=augment)
     total_updates = args.train_updates + args.extra_updates
-    pad = args.num_unroll_steps + args.td_steps  # look-ahead of the furthest target: K unroll + n-step bootstrap
 
     # --- replay and counters (restored on resume) -----------------------------------------------------------
     store = ReplayStore(run_dir)
@@ -122,20 +121,22 @@ if __name__ == "__main__":
         replay = ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha)
     del ckpt
 
-    # Fresh games on every (re)start: partial trajectories in flight at a checkpoint are not stored, and the
-    # environments are re-seeded so a resumed run does not replay its first games.
-    selfplay = SelfPlay(args.env_id, args.num_envs, seed=args.seed * 1000 + 100 * counters["resumes"],
-                        segment_length=args.segment_length, pad=pad)
     logger = Logger(run_dir, args, track=args.track, project=args.wandb_project_name, entity=args.wandb_entity,
                     run_name=run_name, resume=bool(args.resume))
     print(f"run {run_dir} | {game} ({family}), {num_actions} actions, input {obs_shape}, device {device}")
     print(f"teacher: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
           f"{args.total_env_steps:,} env steps, {total_updates:,} updates of batch {args.batch_size}, "
-          f"{args.num_simulations} simulations, reanalyse {args.reanalyse_fraction:.0%}, augment {augment}")
+          f"{args.num_simulations} simulations, reanalyse {args.reanalyse_fraction:.0%}, augment {augment}"
+          + (f" | {args.workers} reanalysis workers + 1 self-play process" if args.workers else ""))
 
+    # --- self-play and batches: in this process (--workers 0), or in worker processes -----------------------
+    # time/* in TensorBoard: this process's seconds (collect, reanalyse, learn) and, wherever it ran, the work
+    # they contain (selfplay, sample, bootstrap, search_net, search_tree)
+    timing = {"collect": 0.0, "reanalyse": 0.0, "learn": 0.0}
+    acting, batches = start_pipeline(args, net, target_net, mcts, loss_cfg, counters, args.random_transitions,
+                                     run_dir, device, use_amp, timing)
     ckpt_path = run_dir / "teacher.pt"
     recent_returns: list[float] = []
-    timing = {"collect": 0.0, "reanalyse": 0.0, "learn": 0.0}
     last_log = {"time": time.time(), "env_steps": counters["env_steps"], "updates": counters["updates"]}
     bar = tqdm(total=total_updates, initial=counters["updates"], unit="update", disable=not args.progress,
                dynamic_ncols=True)
@@ -147,19 +148,18 @@ if __name__ == "__main__":
         updates = counters["updates"]
         collecting = counters["env_steps"] < args.total_env_steps
 
-        # --- 1. collect: one batched search over all environments, one step each; 2. store ----------------
+        # --- 1. collect: one batched search over all environments, one step each (or every step the self-play
+        #        process played meanwhile); 2. store the completed segments ----------------------------------
         if collecting:
             t0 = time.time()
-            random_phase = counters["env_steps"] < args.random_transitions
-            recent_returns = collect(selfplay, None if random_phase else net, mcts,
-                                     visit_temperature(updates, args.train_updates), rng, store, replay, counters,
-                                     logger, recent_returns, args, use_amp)
+            steps = acting.collect(net, counters["env_steps"], visit_temperature(updates, args.train_updates), rng)
+            recent_returns = record_steps(steps, store, replay, counters, logger, recent_returns)
             timing["collect"] += time.time() - t0
             bar.set_postfix(env=f"{counters['env_steps']:,}", ret=f"{np.mean(recent_returns):.1f}"
                             if recent_returns else "-", refresh=False)
-            if random_phase or len(replay) < args.batch_size:
-                continue
-            due = updates_due(counters, args)  # train_updates spread evenly over the collection
+            learning = not steps[-1].random and len(replay) >= args.batch_size  # not in the random phase
+            due = updates_due(counters, args) if learning else updates  # train_updates spread over collection
+            acting.progress(net, updates, env_steps_allowed(counters, args, SELFPLAY_LEAD * args.num_envs))
         else:
             if len(replay) == 0:
                 raise SystemExit("collection ended without a single stored segment (trajectories are stored when "
@@ -169,10 +169,9 @@ if __name__ == "__main__":
 
         while counters["updates"] < due:
             updates = counters["updates"]
-            # --- 3. sample (PER) and 4. reanalyse with the target network ------------------------------------
+            # --- 3. sample (PER) and 4. reanalyse with the target network (or take the batch workers prepared) -
             t0 = time.time()
-            ids, _, batch, re_stats, beta = sample_batch(replay, target_net, mcts, loss_cfg, args, num_actions,
-                                                         updates, rng, device, use_amp)
+            ids, batch, re_stats, beta = batches.next(replay, updates, rng)
             t1 = time.time()
             timing["reanalyse"] += t1 - t0
 
@@ -195,12 +194,14 @@ if __name__ == "__main__":
             replay.update_priorities(ids, new_prio)
             counters["updates"] += 1
             updates = counters["updates"]
+            acting.progress(net, updates, env_steps_allowed(counters, args, SELFPLAY_LEAD * args.num_envs))
             timing["learn"] += time.time() - t1
             bar.update(1)
 
             # --- 7. target refresh ---------------------------------------------------------------------------
             if updates % args.target_update_interval == 0:
                 target_net.load_state_dict(net.state_dict())
+                batches.publish_target(target_net, updates)
 
             # --- 8. log --------------------------------------------------------------------------------------
             if updates % 10 == 0 or updates == total_updates:
@@ -218,11 +219,13 @@ if __name__ == "__main__":
 
             # --- 10. checkpoint ------------------------------------------------------------------------------
             if updates % args.checkpoint_interval == 0 or updates == total_updates:
-                save_checkpoint(ckpt_path, net, target_net, optimizer, scaler, counters, args, rng, store, replay)
+                save_checkpoint(ckpt_path, net, target_net, optimizer, scaler, counters, args, rng, store, replay,
+                                batches)
     bar.close()
-    selfplay.close()
+    acting.close()
+    batches.close()
     if not ckpt_path.exists() or counters["updates"] % args.checkpoint_interval:
-        save_checkpoint(ckpt_path, net, target_net, optimizer, scaler, counters, args, rng, store, replay)
+        save_checkpoint(ckpt_path, net, target_net, optimizer, scaler, counters, args, rng, store, replay, batches)
 
     # =========================================================================================================
     # Final evaluation of the final weights (never a "best" checkpoint): SPEC section 2 protocol, seeds 0..n-1

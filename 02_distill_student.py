@@ -34,12 +34,13 @@ from common.learner import LossConfig, learning_rate, unrolled_loss, visit_tempe
 from common.mcts import MCTSConfig
 from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, count_acting_params, count_params,
                              default_config)
+from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer
 from common.runs import (Logger, ReplayStore, atomic_torch_save, load_checkpoint, make_run_name,
                          pick_device, rng_state, set_rng_state)
 from common.search import run_search
 from common.selfplay import SelfPlay, evaluate
-from common.training import (collect, final_eval, periodic_eval, sample_batch, sgd_step, train_scalars,
+from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, sgd_step, train_scalars,
                              updates_due)
 
 
@@ -128,18 +129,18 @@ def student_config(args: Args, family: str, obs_shape, num_actions: int) -> NetC
 
 
 @torch.no_grad()
-def teacher_search_policy(teachers, obs: np.ndarray, inside: np.ndarray, mcts: MCTSConfig, rng, chunk_size, amp):
+def teacher_search_policy(teachers, obs: torch.Tensor, inside: torch.Tensor, mcts: MCTSConfig, rng, chunk_size, amp):
     """Average over teachers of the visit distribution of a search (no root noise) from each real observation
     t+k (k = 0..K) inside the trajectory; zeros elsewhere. obs uint8 [B, K+1, ...], inside bool [B, K+1]."""
     out = np.zeros((*inside.shape, teachers[0].config.num_actions), np.float32)
     if inside.any():
-        out[inside] = np.mean([run_search(t, obs[inside], mcts, rng=rng, chunk_size=chunk_size, autocast=amp).policy
-                               for t in teachers], axis=0)
+        out[inside.cpu().numpy()] = np.mean([run_search(t, obs[inside], mcts, rng=rng, chunk_size=chunk_size,
+                                                        autocast=amp).policy for t in teachers], axis=0)
     return out
 
 
 def save_checkpoint(path: Path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store, replay,
-                    teacher_return):
+                    batches, teacher_return):
     atomic_torch_save({
         "kind": "student",
         "config": net.config.to_dict(),
@@ -155,7 +156,7 @@ def save_checkpoint(path: Path, net, target_net, adapter, optimizer, scaler, cou
         "rng": rng_state(rng),
         "replay": store.index(replay),
     }, path)
-    store.after_checkpoint()
+    store.after_checkpoint(batches.safe_before())
 
 
 # =============================================================================================================
@@ -217,7 +218,7 @@ if __name__ == "__main__":
                           policy_weight=args.policy_weight, value_weight=args.value_weight,
                           consistency_weight=args.consistency_weight, augment=augment)
     total_updates = args.train_updates + args.extra_updates
-    pad = args.num_unroll_steps + args.td_steps
+    pad = args.num_unroll_steps + args.td_steps  # look-ahead of the furthest target: K unroll + n-step bootstrap
 
     # --- replay and counters (restored on resume) -----------------------------------------------------------
     store = ReplayStore(run_dir)
@@ -296,11 +297,12 @@ if __name__ == "__main__":
         tplay.close()
     random_transitions = 0 if args.data == "teacher-buffer" else args.random_transitions
 
-    selfplay = SelfPlay(args.env_id, args.num_envs, seed=args.seed * 1000 + 100 * counters["resumes"],
-                        segment_length=args.segment_length, pad=pad)
+    # --- self-play and batches: in this process (--workers 0), or in worker processes (as stage 1) -----------
+    timing = {"collect": 0.0, "reanalyse": 0.0, "learn": 0.0, "teacher": 0.0}
+    acting, batches = start_pipeline(args, net, target_net, mcts, loss_cfg, counters, random_transitions, run_dir,
+                                     device, use_amp, timing)
     ckpt_path = run_dir / "student.pt"
     recent_returns: list[float] = []
-    timing = {"collect": 0.0, "reanalyse": 0.0, "learn": 0.0, "teacher": 0.0}
     last_log = {"time": time.time(), "env_steps": counters["env_steps"], "updates": counters["updates"]}
     bar = tqdm(total=total_updates, initial=counters["updates"], unit="update", disable=not args.progress,
                dynamic_ncols=True)
@@ -311,18 +313,16 @@ if __name__ == "__main__":
     while counters["updates"] < total_updates or counters["env_steps"] < args.total_env_steps:
         updates = counters["updates"]
         if counters["env_steps"] < args.total_env_steps:
-            # --- collect with the student's own search -------------------------------------------------------
+            # --- collect with the student's own search (in this process or the self-play process) -----------
             t0 = time.time()
-            random_phase = counters["env_steps"] < random_transitions
-            recent_returns = collect(selfplay, None if random_phase else net, mcts,
-                                     visit_temperature(updates, args.train_updates), rng, store, replay, counters,
-                                     logger, recent_returns, args, use_amp)
+            steps = acting.collect(net, counters["env_steps"], visit_temperature(updates, args.train_updates), rng)
+            recent_returns = record_steps(steps, store, replay, counters, logger, recent_returns)
             timing["collect"] += time.time() - t0
             bar.set_postfix(env=f"{counters['env_steps']:,}", ret=f"{np.mean(recent_returns):.1f}"
                             if recent_returns else "-", teacher=f"{teacher_return or 0:.1f}", refresh=False)
-            if random_phase or len(replay) < args.batch_size:
-                continue
-            due = updates_due(counters, args)
+            learning = not steps[-1].random and len(replay) >= args.batch_size  # not in the random phase
+            due = updates_due(counters, args) if learning else updates
+            acting.progress(net, updates, env_steps_allowed(counters, args, SELFPLAY_LEAD * args.num_envs))
         else:
             if len(replay) == 0:
                 raise SystemExit("collection ended without a single stored segment; raise --total-env-steps or "
@@ -333,8 +333,7 @@ if __name__ == "__main__":
             updates = counters["updates"]
             # --- sample and reanalyse the student's own targets ----------------------------------------------
             t0 = time.time()
-            ids, raw, batch, re_stats, beta = sample_batch(replay, target_net, mcts, loss_cfg, args, num_actions,
-                                                           updates, rng, device, use_amp)
+            ids, batch, re_stats, beta = batches.next(replay, updates, rng)
             t1 = time.time()
             timing["reanalyse"] += t1 - t0
 
@@ -357,7 +356,7 @@ if __name__ == "__main__":
             search_policy = None
             if args.response_target == "search" and args.response_weight > 0:
                 search_policy = torch.as_tensor(teacher_search_policy(
-                    teachers, raw.obs, raw.inside, mcts, rng, args.search_chunk_size, use_amp)).to(device)
+                    teachers, batch.obs, batch.inside, mcts, rng, args.search_chunk_size, use_amp)).to(device)
             dcfg = DistillConfig(args.response_weight, tau, args.feature_latent_weight, args.feature_lstm_weight,
                                  args.value_distill_weight)
             kd_terms = distillation_terms(student_steps, teacher_steps, batch.mask, dcfg, adapter,
@@ -383,10 +382,12 @@ if __name__ == "__main__":
             replay.update_priorities(ids, (value0 - batch.value[:, 0]).abs().cpu().numpy() + 1e-6)
             counters["updates"] += 1
             updates = counters["updates"]
+            acting.progress(net, updates, env_steps_allowed(counters, args, SELFPLAY_LEAD * args.num_envs))
             timing["learn"] += time.time() - t1
             bar.update(1)
             if updates % args.target_update_interval == 0:
                 target_net.load_state_dict(net.state_dict())
+                batches.publish_target(target_net, updates)
 
             # --- log -----------------------------------------------------------------------------------------
             if updates % 10 == 0 or updates == total_updates:
@@ -411,12 +412,13 @@ if __name__ == "__main__":
                           f"(teacher {teacher_return if teacher_return is not None else float('nan'):.1f})")
             if updates % args.checkpoint_interval == 0 or updates == total_updates:
                 save_checkpoint(ckpt_path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store,
-                                replay, teacher_return)
+                                replay, batches, teacher_return)
     bar.close()
-    selfplay.close()
+    acting.close()
+    batches.close()
     if not ckpt_path.exists() or counters["updates"] % args.checkpoint_interval:
         save_checkpoint(ckpt_path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store, replay,
-                        teacher_return)
+                        batches, teacher_return)
 
     # --- final evaluation of the final student weights (SPEC section 2 protocol, seeds 0..n-1) --------------
     heldout_final = heldout_scalars()

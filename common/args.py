@@ -102,6 +102,14 @@ class TrainArgs:
     """MCTS simulations per search (self-play, reanalysis, evaluation)"""
     search_chunk_size: int | None = None
     """at most this many roots per network call (bounds GPU memory in reanalysis); default: all at once"""
+    cuda_graphs: bool = False
+    """on CUDA, record each search's per-simulation network call as a CUDA graph and replay it (checked against the
+    eager call when recorded; falls back to eager calls with a warning if recording fails)"""
+
+    # --- parallelism (README, "Speed") ---------------------------------------------------------------------
+    workers: int = 0
+    """reanalysis worker processes preparing batches ahead of the learner, plus one self-play process (0: everything
+    in this process, the synchronous reference loop). Each worker takes one CPU core and a copy of the network"""
 
     # --- network ---------------------------------------------------------------------------------------------
     channels: int | None = None
@@ -131,7 +139,7 @@ class TrainArgs:
 # Flags that may change when a run is resumed; every other flag must match the stored run.
 RESUMABLE_CHANGES = {"resume", "device", "threads", "track", "wandb_project_name", "wandb_entity", "progress",
                      "eval_interval", "eval_episodes", "final_eval_episodes", "eval_max_steps", "checkpoint_interval",
-                     "search_chunk_size", "run_dir"}
+                     "search_chunk_size", "run_dir", "workers", "cuda_graphs"}
 
 
 def check_train_args(args: TrainArgs) -> None:
@@ -159,6 +167,12 @@ def check_train_args(args: TrainArgs) -> None:
         problems.append("--segment-length must be >= 1")
     if args.final_eval_episodes < 0 or args.eval_episodes < 0:
         problems.append("evaluation episode counts must be >= 0")
+    if args.workers < 0:
+        problems.append("--workers must be >= 0")
+    elif 2 * args.workers > args.target_update_interval:
+        problems.append(f"--workers {args.workers} prepares up to {2 * args.workers} batches ahead, more than "
+                        f"--target-update-interval {args.target_update_interval}: a batch could be reanalysed with a "
+                        "target network older than the previous refresh")
     if problems:
         raise SystemExit("bad arguments:\n  " + "\n  ".join(problems))
 

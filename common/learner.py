@@ -1,13 +1,15 @@
 """EfficientZero's learner (SPEC sections 6-7): reanalysed targets, augmentation, the unrolled loss, the schedules.
 
     raw = gather_batch(replay, ids, ...)                       # common/replay.py: frames, rewards, masks
-    targets = make_targets(raw, target_net, ...)               # n-step values, value prefixes, fresh search policies
+    arrays = reanalyse(raw, weights, target_net, ...)          # n-step values, value prefixes, fresh search policies
+    targets = to_device(arrays, device)                        # the learner's batch (stacks built on the device)
     loss, terms, value0 = unrolled_loss(net, targets, ...)     # 1 x prefix + 1 x policy + 0.25 x value + 2 x SimSiam
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +19,8 @@ import torch.nn.functional as F
 from common.distill import Unroll
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, scalar_to_support, support_to_scalar
-from common.replay import RawBatch, value_prefix_targets, value_targets
+from common.envs import FRAME_STACK
+from common.replay import RawBatch, stacks, value_prefix_targets, value_targets
 from common.search import run_search
 
 
@@ -34,26 +37,41 @@ class LossConfig:
 
 
 @dataclass
-class Targets:
-    """A training batch on the learner's device. Positions k = 0..K as in `RawBatch`."""
+class TargetArrays:
+    """A reanalysed batch on the host, in numpy: what `reanalyse` returns and a reanalysis worker hands over.
+    Positions k = 0..K as in `RawBatch`; the inputs stay a window of frames (see `common.replay.stacks`)."""
 
-    ids: np.ndarray  # [B] global replay ids
-    obs: torch.Tensor  # uint8 [B, K+1, 4C, H, W]
+    frames: np.ndarray  # uint8 [B, K+4, C, H, W]: frames of times t-3..t+K
+    obs_base: np.ndarray  # int64 [B, K+1]: window index of the stack at t+k
+    actions: np.ndarray  # int64 [B, K]
+    mask: np.ndarray  # float32 [B, K+1]
+    value: np.ndarray  # float32 [B, K+1]: n-step value targets z
+    value_prefix: np.ndarray  # float32 [B, K]: targets of the prefix after unroll step k = 1..K
+    policy: np.ndarray  # float32 [B, K+1, A]
+    weights: np.ndarray  # float32 [B]: PER importance weights
+    inside: np.ndarray  # bool [B, K+1]: observation t+k is inside its trajectory (has value and policy targets)
+
+
+@dataclass
+class Targets:
+    """A training batch on the learner's device (`to_device` of `TargetArrays`). Positions k = 0..K."""
+
+    obs: torch.Tensor  # uint8 [B, K+1, 4C, H, W]: the stacks at t..t+K
     actions: torch.Tensor  # int64 [B, K]
     mask: torch.Tensor  # float [B, K+1]
-    value: torch.Tensor  # float [B, K+1]: n-step value targets z
-    value_prefix: torch.Tensor  # float [B, K]: targets of the prefix after unroll step k = 1..K
+    value: torch.Tensor  # float [B, K+1]
+    value_prefix: torch.Tensor  # float [B, K]
     policy: torch.Tensor  # float [B, K+1, A]
-    weights: torch.Tensor  # float [B]: PER importance weights
+    weights: torch.Tensor  # float [B]
+    inside: torch.Tensor  # bool [B, K+1]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Targets (reanalysis with the target network)
 # ---------------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def initial_values(net: EfficientZeroNet, obs: np.ndarray, chunk_size: int | None = None,
-                   autocast: bool = False) -> np.ndarray:
-    """Scalar value of the initial inference for uint8 stacks [M, 4C, H, W] (eval-mode BN)."""
+def initial_values(net: EfficientZeroNet, obs, chunk_size: int | None = None, autocast: bool = False) -> np.ndarray:
+    """Scalar value of the initial inference for uint8 stacks [M, 4C, H, W] (numpy or torch; eval-mode BN)."""
     device = next(net.parameters()).device
     net.eval()
     out = []
@@ -66,35 +84,62 @@ def initial_values(net: EfficientZeroNet, obs: np.ndarray, chunk_size: int | Non
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def make_targets(raw: RawBatch, weights: np.ndarray, target_net: EfficientZeroNet, mcts: MCTSConfig,
-                 loss_cfg: LossConfig, reanalyse_fraction: float, rng: np.random.Generator, device,
-                 chunk_size: int | None = None, autocast: bool = False) -> tuple[Targets, dict]:
+def reanalyse(raw: RawBatch, weights: np.ndarray, target_net: EfficientZeroNet, mcts: MCTSConfig,
+              loss_cfg: LossConfig, reanalyse_fraction: float, rng: np.random.Generator,
+              chunk_size: int | None = None, autocast: bool = False, cuda_graph: bool = False,
+              timing: dict | None = None) -> tuple[TargetArrays, dict]:
     """Value targets bootstrapped from the target network, value-prefix targets, and policy targets from a fresh
     search with the target network (root noise on) for `reanalyse_fraction` of the samples, at all K+1 positions
-    in one batched search; the stored self-play visit distribution for the rest; zeros past the trajectory end."""
+    in one batched search; the stored self-play visit distribution for the rest; zeros past the trajectory end.
+    The frame windows go to the target network's device once; the stacks it needs are built there.
+    timing: if given, adds seconds to "bootstrap", "search_net" and "search_tree"."""
     B, K1 = raw.inside.shape
+    device = next(target_net.parameters()).device
+    frames = torch.as_tensor(raw.frames).to(device)
+    t0 = time.perf_counter()
     boot = np.zeros((B, K1), np.float32)
     if raw.bootstrap_mask.any():
-        boot[raw.bootstrap_mask] = initial_values(target_net, raw.bootstrap_obs[raw.bootstrap_mask], chunk_size,
-                                                  autocast)
+        boot[raw.bootstrap_mask] = initial_values(target_net, stacks(frames, raw.bootstrap_base, raw.bootstrap_mask),
+                                                  chunk_size, autocast)
+    if timing is not None:
+        timing["bootstrap"] = timing.get("bootstrap", 0.0) + time.perf_counter() - t0
     value = value_targets(raw.rewards, raw.td_steps, boot, raw.bootstrap_mask, raw.inside, mcts.discount)
     value_prefix = value_prefix_targets(raw.rewards, K1 - 1, loss_cfg.value_prefix_horizon)
     policy = raw.stored_policy.copy()
     fresh = (rng.random(B) < reanalyse_fraction)[:, None] & raw.inside
     stats = {"reanalyse/roots": int(fresh.sum())}
     if fresh.any():
-        res = run_search(target_net, raw.obs[fresh], mcts, rng=rng, add_noise=True, chunk_size=chunk_size,
-                         autocast=autocast)
+        # pad_to: one captured search step serves every batch, whatever its number of fresh roots
+        res = run_search(target_net, stacks(frames, raw.obs_base, fresh), mcts, rng=rng, add_noise=True,
+                         chunk_size=chunk_size, autocast=autocast, cuda_graph=cuda_graph, pad_to=B * K1,
+                         timing=timing)
         policy[fresh] = res.policy
         stats["reanalyse/root_value"] = float(res.root_value.mean())
     stats["reanalyse/value_target"] = float(value[:, 0].mean())
     stats["reanalyse/td_steps"] = float(raw.td_steps.mean())
+    return TargetArrays(raw.frames[:, :K1 + FRAME_STACK - 1], raw.obs_base, raw.actions, raw.mask, value,
+                        value_prefix, policy, np.asarray(weights, np.float32), raw.inside), stats
+
+
+def to_device(t: TargetArrays, device) -> Targets:
+    """The learner's batch: every array copied to `device` (never a view of `t`, which a worker may reuse), the
+    input stacks built there from the frame windows."""
 
     def dev(x, dtype=torch.float32):
-        return torch.as_tensor(x).to(device, dtype, non_blocking=True)
+        return torch.tensor(x, dtype=dtype, device=device)
 
-    return Targets(raw.ids, torch.as_tensor(raw.obs).to(device), dev(raw.actions, torch.int64), dev(raw.mask),
-                   dev(value), dev(value_prefix), dev(policy), dev(weights)), stats
+    frames = torch.tensor(t.frames, device=device)
+    return Targets(stacks(frames, t.obs_base), dev(t.actions, torch.int64), dev(t.mask), dev(t.value),
+                   dev(t.value_prefix), dev(t.policy), dev(t.weights), dev(t.inside, torch.bool))
+
+
+def make_targets(raw: RawBatch, weights: np.ndarray, target_net: EfficientZeroNet, mcts: MCTSConfig,
+                 loss_cfg: LossConfig, reanalyse_fraction: float, rng: np.random.Generator, device,
+                 chunk_size: int | None = None, autocast: bool = False) -> tuple[Targets, dict]:
+    """`reanalyse` then `to_device`: the training batch in one call."""
+    arrays, stats = reanalyse(raw, weights, target_net, mcts, loss_cfg, reanalyse_fraction, rng, chunk_size,
+                              autocast)
+    return to_device(arrays, device), stats
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -48,9 +48,6 @@ class Segment:
         """L: transitions with data (owned + padding)."""
         return len(self.actions)
 
-    def frame_index(self, t) -> np.ndarray:
-        return np.asarray(t) + self.history
-
     def stack(self, t: int) -> np.ndarray:
         """4-frame network input at time t (0 <= t <= L), oldest first, [4C, H, W]."""
         idx = np.clip(np.arange(t - FRAME_STACK + 1, t + 1) + self.history, 0, None)
@@ -63,17 +60,32 @@ class Segment:
         return f.reshape(len(idx), -1, *self.frames.shape[2:])
 
     def save(self, path: Path) -> None:
-        """Atomically write one .npz (no pickle: loads with allow_pickle=False)."""
+        """Write `<name>.npz` (the small arrays) and `<name>.frames.npy` (the frames, a plain .npy so that reanalysis
+        workers can memory-map them: the OS page cache then holds one copy for every process). The frames are
+        written first and the .npz last, each atomically: a segment whose .npz exists is complete. No pickle."""
+        frames_tmp = frames_path(path).with_name(frames_path(path).name + ".tmp.npy")
+        np.save(frames_tmp, self.frames)
+        os.replace(frames_tmp, frames_path(path))
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **{k: getattr(self, k) for k in self.ARRAYS},
+        np.savez(tmp, **{k: getattr(self, k) for k in self.ARRAYS if k != "frames"},
                  meta=np.array([self.history, self.length, int(self.ended)], np.int64))
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "Segment":
+    def load(cls, path: Path, mmap: bool = False) -> "Segment":
+        """Read a segment written by `save`; mmap=True maps the frames read-only instead of reading them."""
         with np.load(path, allow_pickle=False) as z:
             history, length, ended = (int(v) for v in z["meta"])
-            return cls(**{k: z[k] for k in cls.ARRAYS}, history=history, length=length, ended=bool(ended))
+            arrays = {k: z[k] for k in cls.ARRAYS if k in z}
+        if "frames" not in arrays:
+            arrays["frames"] = np.load(frames_path(path), mmap_mode="r" if mmap else None, allow_pickle=False)
+        return cls(**arrays, history=history, length=length, ended=bool(ended))
+
+
+def frames_path(path: Path) -> Path:
+    """`replay/0000000400.npz` -> `replay/0000000400.frames.npy`."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".npz") + ".frames.npy")
 
 
 class TrajectoryRecorder:
@@ -227,18 +239,54 @@ def td_steps_for_age(age: np.ndarray, td_steps: int = 5, age_per_step: int = 30_
 class RawBatch:
     """Everything targets are made from, gathered from the segments. K = unroll steps, n = td steps (per sample).
 
-    Positions k = 0..K refer to observation t + k of the sampled transition t."""
+    Positions k = 0..K refer to observation t + k of the sampled transition t. Frames are gathered once per sample
+    as a window of the times t-3 .. t+K+n_max (W = K + n_max + 4 frames, far fewer bytes than the 2 x (K+1) stacks
+    of 4 frames they make); the stack at time t + j is window frames j..j+3, and `obs_base` / `bootstrap_base` say
+    which j each position uses. `stacks()` builds them (numpy or torch, so on the device that needs them)."""
 
     ids: np.ndarray  # [B] global ids (for priority updates)
-    obs: np.ndarray  # uint8 [B, K+1, 4C, H, W]: stack at t (network input) and t+1..t+K (consistency targets)
+    frames: np.ndarray  # uint8 [B, W, C, H, W]: frames of times t-3..t+K+n_max (clamped to the stored ones)
+    obs_base: np.ndarray  # int64 [B, K+1]: window index of the stack at t+k (inputs and consistency targets)
     actions: np.ndarray  # int64 [B, K]: a_t..a_{t+K-1}, uniformly random past the trajectory's end
     mask: np.ndarray  # float32 [B, K+1]: 1 where unroll step k follows a real transition (mask[:, 0] = 1)
     rewards: np.ndarray  # float32 [B, K + n_max]: r_t.., zero past the stored data
     td_steps: np.ndarray  # int64 [B]: n after the off-policy correction
-    bootstrap_obs: np.ndarray  # uint8 [B, K+1, 4C, H, W]: stack at t+k+n (zeros where not bootstrapped)
+    bootstrap_base: np.ndarray  # int64 [B, K+1]: window index of the stack at t+k+n
     bootstrap_mask: np.ndarray  # bool [B, K+1]: position k bootstraps from v(o_{t+k+n})
     inside: np.ndarray  # bool [B, K+1]: observation t+k has a transition after it (value and policy targets exist)
     stored_policy: np.ndarray  # float32 [B, K+1, A]: self-play visit distribution at t+k (zeros where invalid)
+
+    @property
+    def obs(self) -> np.ndarray:
+        """uint8 [B, K+1, 4C, H, W]: the stacks at t..t+K (past a trajectory's end: the last one)."""
+        return stacks(self.frames, self.obs_base)
+
+    @property
+    def bootstrap_obs(self) -> np.ndarray:
+        """uint8 [B, K+1, 4C, H, W]: the stacks at t+k+n (meaningful where bootstrap_mask)."""
+        return stacks(self.frames, self.bootstrap_base)
+
+
+def stacks(frames, base, select=None):
+    """Network inputs from frame windows: frames [B, W, C, H, W], base [B, P] -> [B, P, 4C, H, W], the stack of
+    position p being frames[b, base[b, p] : base[b, p] + 4] on the channel axis, oldest first. With `select`
+    (bool [B, P]) only the selected positions, [M, 4C, H, W]. numpy arrays or torch tensors (on any device)."""
+    B, _, C, H, W = frames.shape
+    if isinstance(frames, np.ndarray):
+        base = np.asarray(base)
+        b = np.broadcast_to(np.arange(B)[:, None], base.shape)
+        offsets = np.arange(FRAME_STACK)
+    else:
+        import torch  # this module stays torch-free for numpy users; tensors come from callers that have it
+
+        base = torch.as_tensor(base, device=frames.device)
+        b = torch.arange(B, device=frames.device)[:, None].expand(base.shape)
+        offsets = torch.arange(FRAME_STACK, device=frames.device)
+        select = None if select is None else torch.as_tensor(select, device=frames.device)
+    if select is not None:
+        b, base = b[select], base[select]
+    out = frames[b[..., None], base[..., None] + offsets]  # [..., 4, C, H, W]
+    return out.reshape(*base.shape, FRAME_STACK * C, H, W)
 
 
 def gather_batch(buffer: ReplayBuffer, ids: np.ndarray, num_unroll_steps: int, td_steps: int, num_actions: int,
@@ -248,9 +296,10 @@ def gather_batch(buffer: ReplayBuffer, ids: np.ndarray, num_unroll_steps: int, t
     n = td_steps_for_age(buffer.total_pushed - np.asarray(ids), td_steps, age_per_step)
     k = np.arange(K + 1)
     seg0 = buffer.segments[seg_idx[0]]
-    stack_shape = seg0.stacks(np.array([0])).shape[1:]
-    obs = np.empty((B, K + 1, *stack_shape), np.uint8)
-    bootstrap_obs = np.zeros((B, K + 1, *stack_shape), np.uint8)
+    window = np.arange(-(FRAME_STACK - 1), K + td_steps + 1)  # times t-3 .. t+K+n_max, relative to t
+    frames = np.empty((B, len(window), *seg0.frames.shape[1:]), np.uint8)
+    obs_base = np.empty((B, K + 1), np.int64)
+    bootstrap_base = np.empty((B, K + 1), np.int64)
     actions = rng.integers(0, num_actions, size=(B, K))
     rewards = np.zeros((B, K + td_steps), np.float32)
     stored_policy = np.zeros((B, K + 1, num_actions), np.float32)
@@ -262,7 +311,9 @@ def gather_batch(buffer: ReplayBuffer, ids: np.ndarray, num_unroll_steps: int, t
         L = seg.num_stored
         left = L - t  # transitions stored from t on (t < T <= L, so left >= 1)
         times = t + k
-        obs[b] = seg.stacks(np.minimum(times, L))  # past L the stack is never used (masked): repeat the last
+        # Before the first stored frame: repeat it (trajectory start); past the last (time L): repeat that one.
+        frames[b] = seg.frames[np.clip(t + window + seg.history, 0, seg.history + L)]
+        obs_base[b] = np.minimum(k, left)  # past L the stack is never used (masked): repeat the last, at time L
         m = min(K, left)
         actions[b, :m] = seg.actions[t:t + m]
         mask[b] = k <= left  # step k exists iff transition t+k-1 does: k - 1 < left
@@ -274,11 +325,9 @@ def gather_batch(buffer: ReplayBuffer, ids: np.ndarray, num_unroll_steps: int, t
         # K + n_max transitions of padding, so t + k + n <= L there.
         open_end = not seg.ended
         inside[b] = open_end | (times < L)
-        boot = inside[b] & (open_end | (times + n[b] < L))
-        bootstrap_mask[b] = boot
-        if boot.any():
-            bootstrap_obs[b, boot] = seg.stacks((times + n[b])[boot])
-    return RawBatch(np.asarray(ids), obs, actions.astype(np.int64), mask, rewards, n, bootstrap_obs,
+        bootstrap_mask[b] = inside[b] & (open_end | (times + n[b] < L))
+        bootstrap_base[b] = np.minimum(k + n[b], left)
+    return RawBatch(np.asarray(ids), frames, obs_base, actions.astype(np.int64), mask, rewards, n, bootstrap_base,
                     bootstrap_mask, inside, stored_policy)
 
 

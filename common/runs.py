@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from common.envs import human_normalized_score, load_reference_scores
-from common.replay import ReplayBuffer, Segment
+from common.replay import ReplayBuffer, Segment, frames_path
 
 
 def make_run_name(env_id: str, exp_name: str, seed: int) -> str:
@@ -91,20 +91,28 @@ def set_rng_state(rng: np.random.Generator, state: dict) -> None:
 # Replay on disk
 # ---------------------------------------------------------------------------------------------------------
 class ReplayStore:
-    """Mirrors a ReplayBuffer into `<run>/replay/`: one file per segment, written when it is pushed."""
+    """Mirrors a ReplayBuffer into `<run>/replay/`: two files per segment (`Segment.save`), written when it is pushed.
+
+    The files of an evicted segment are deleted only once no checkpoint and no batch still in preparation can need
+    them: at the first checkpoint after its eviction, unless a reanalysis worker may still read it (`safe_before`)."""
 
     def __init__(self, run_dir: Path):
         self.dir = Path(run_dir) / "replay"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.pending_delete: list[int] = []
+        self.pending_delete: list[tuple[int, int]] = []  # (first id, transitions pushed when it was evicted)
 
     def path(self, first_id: int) -> Path:
         return self.dir / f"{first_id:010d}.npz"
 
     def push(self, buffer: ReplayBuffer, seg: Segment) -> None:
-        self.path(buffer.total_pushed).unlink(missing_ok=True)
+        self.delete(buffer.total_pushed)  # leftovers of a run killed before its checkpoint named them
         seg.save(self.path(buffer.total_pushed))
-        self.pending_delete += buffer.push(seg)
+        evicted = buffer.push(seg)
+        self.pending_delete += [(first_id, buffer.total_pushed) for first_id in evicted]
+
+    def delete(self, first_id: int) -> None:
+        self.path(first_id).unlink(missing_ok=True)
+        frames_path(self.path(first_id)).unlink(missing_ok=True)
 
     def index(self, buffer: ReplayBuffer) -> dict:
         """What a checkpoint stores about the replay."""
@@ -112,16 +120,22 @@ class ReplayStore:
                 "first_live_id": buffer.first_live_id, "total_pushed": buffer.total_pushed,
                 "capacity": buffer.capacity, "alpha": buffer.alpha}
 
-    def after_checkpoint(self) -> None:
-        """The new checkpoint no longer refers to evicted segments: their files can go."""
-        for first_id in self.pending_delete:
-            self.path(first_id).unlink(missing_ok=True)
-        self.pending_delete = []
+    def after_checkpoint(self, safe_before: float = float("inf")) -> None:
+        """The new checkpoint no longer refers to evicted segments: their files can go, except those evicted after
+        the oldest batch still in preparation was sampled (`safe_before`: transitions pushed at that sampling)."""
+        keep = []
+        for first_id, evicted_at in self.pending_delete:
+            if evicted_at <= safe_before:
+                self.delete(first_id)
+            else:
+                keep.append((first_id, evicted_at))
+        self.pending_delete = keep
 
     def restore(self, index: dict) -> ReplayBuffer:
         """Rebuild the buffer a checkpoint describes; delete segment files it does not know (written after it)."""
         buf = ReplayBuffer(capacity=index["capacity"], alpha=index["alpha"])
-        wanted = set(index["first_ids"])
+        wanted = {self.path(i).name for i in index["first_ids"]} | {frames_path(self.path(i)).name
+                                                                    for i in index["first_ids"]}
         for first_id in index["first_ids"]:
             p = self.path(first_id)
             if not p.is_file():
@@ -130,8 +144,8 @@ class ReplayStore:
         buf.first_ids = list(index["first_ids"])
         buf.priorities = index["priorities"].numpy().astype(np.float64)
         buf.first_live_id, buf.total_pushed = index["first_live_id"], index["total_pushed"]
-        for p in self.dir.glob("*.npz"):
-            if p.name.endswith(".tmp.npz") or int(p.stem) not in wanted:
+        for p in self.dir.iterdir():
+            if p.name not in wanted:
                 p.unlink()
         if sum(s.length for s in buf.segments) != len(buf.priorities):
             raise SystemExit("replay index and segment files disagree; cannot resume")

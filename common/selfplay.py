@@ -35,10 +35,10 @@ class SelfPlay:
         return np.stack([s.obs() for s in self.stacks])
 
     def step(self, net: EfficientZeroNet | None, mcts: MCTSConfig, temperature: float, rng: np.random.Generator,
-             chunk_size: int | None = None, autocast: bool = False
+             chunk_size: int | None = None, autocast: bool = False, cuda_graph: bool = False
              ) -> tuple[list[Segment], list[dict], dict[str, float]]:
         """One step in every environment. `net=None`: uniformly random actions (the initial random transitions;
-        their stored policy is uniform and their root value 0)."""
+        their stored policy is uniform and their root value 0). `cuda_graph`: see `common.search.run_search`."""
         n, A = len(self.envs), self.num_actions
         if net is None:
             actions = rng.integers(0, A, size=n)
@@ -46,8 +46,9 @@ class SelfPlay:
             policies = np.full((n, A), 1.0 / A)
             stats = {}
         else:
+            net.eval()
             res = run_search(net, self.observations(), mcts, rng=rng, add_noise=True, chunk_size=chunk_size,
-                             autocast=autocast)
+                             autocast=autocast, cuda_graph=cuda_graph)
             actions = select_action(res.visit_counts, temperature, rng)
             values, policies = res.root_value, res.policy
             entropy = -(policies * np.log(np.maximum(policies, 1e-12))).sum(1)

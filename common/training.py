@@ -1,5 +1,6 @@
 """The steps of the training loop that stage 1 (teacher) and stage 2 (student) share, each a named call so both
-scripts still read top to bottom: collect -> updates due -> sample + reanalyse -> SGD step -> evaluate."""
+scripts still read top to bottom: record self-play -> updates due -> SGD step -> evaluate. Where self-play steps
+and reanalysed batches come from (this process or workers) is `common/pipeline.py`."""
 
 from __future__ import annotations
 
@@ -13,32 +14,29 @@ import torch
 from tqdm import tqdm
 
 from common.args import TrainArgs
-from common.learner import LossConfig, make_targets
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet
-from common.replay import ReplayBuffer, beta_schedule, gather_batch
+from common.pipeline import SelfPlayStep
+from common.replay import ReplayBuffer
 from common.runs import Logger, ReplayStore, eval_summary
-from common.selfplay import SelfPlay, evaluate
+from common.selfplay import evaluate
 
 
-def collect(selfplay: SelfPlay, net: EfficientZeroNet | None, mcts: MCTSConfig, temperature: float,
-            rng: np.random.Generator, store: ReplayStore, replay: ReplayBuffer, counters: dict, logger: Logger,
-            recent_returns: list[float], args: TrainArgs, autocast: bool) -> list[float]:
-    """One step in every environment (net=None: random actions), completed segments stored, finished games
-    logged at the agent-step count. Returns the last 20 game scores."""
-    if net is not None:
-        net.eval()
-    segments, episodes, search_stats = selfplay.step(net, mcts, temperature, rng, chunk_size=args.search_chunk_size,
-                                                     autocast=autocast)
-    counters["env_steps"] += args.num_envs
-    for seg in segments:
-        store.push(replay, seg)
-    for ep in episodes:
-        counters["episodes"] += 1
-        recent_returns = (recent_returns + [ep["r"]])[-20:]
-        logger.scalars({"charts/episodic_return": ep["r"], "charts/episodic_length": ep["l"]}, counters["env_steps"])
-    if search_stats:
-        logger.scalars(search_stats, counters["env_steps"])
+def record_steps(steps: list[SelfPlayStep], store: ReplayStore, replay: ReplayBuffer, counters: dict,
+                 logger: Logger, recent_returns: list[float]) -> list[float]:
+    """Store the segments the self-play steps completed, count their agent steps and games, log the games at the
+    agent-step count. Returns the last 20 game scores."""
+    for step in steps:
+        counters["env_steps"] += step.agent_steps
+        for seg in step.segments:
+            store.push(replay, seg)
+        for ep in step.episodes:
+            counters["episodes"] += 1
+            recent_returns = (recent_returns + [ep["r"]])[-20:]
+            logger.scalars({"charts/episodic_return": ep["r"], "charts/episodic_length": ep["l"]},
+                           counters["env_steps"])
+        if step.search_stats:
+            logger.scalars(step.search_stats, counters["env_steps"])
     return recent_returns
 
 
@@ -52,15 +50,17 @@ def updates_due(counters: dict, args: TrainArgs) -> int:
     return min(args.train_updates, math.floor(args.train_updates * min(1.0, frac)))
 
 
-def sample_batch(replay: ReplayBuffer, target_net: EfficientZeroNet, mcts: MCTSConfig, loss_cfg: LossConfig,
-                 args: TrainArgs, num_actions: int, updates: int, rng: np.random.Generator, device, autocast: bool):
-    """PER sample + targets reanalysed with the target network. Returns (ids, raw batch, targets, stats, beta)."""
-    beta = beta_schedule(updates, args.train_updates + args.extra_updates, args.priority_beta)
-    ids, weights = replay.sample(args.batch_size, beta, rng)
-    raw = gather_batch(replay, ids, args.num_unroll_steps, args.td_steps, num_actions, rng, args.td_age_per_step)
-    batch, stats = make_targets(raw, weights, target_net, mcts, loss_cfg, args.reanalyse_fraction, rng, device,
-                                chunk_size=args.search_chunk_size, autocast=autocast)
-    return ids, raw, batch, stats, beta
+def env_steps_allowed(counters: dict, args: TrainArgs, lead: int) -> int:
+    """How far a self-play process may play: `lead` agent steps past the data that makes the learner's next
+    update due (the inverse of `updates_due`), or past what it has played so far while learning has not
+    started. Keeps the update-to-data ratio of the synchronous loop, within `lead`."""
+    start, updates = counters["learn_start_env_steps"], counters["updates"]
+    if start < 0:
+        return max(counters["env_steps"], args.random_transitions) + lead
+    if args.train_updates == 0 or updates >= args.train_updates:
+        return args.total_env_steps
+    needed = start + math.ceil((updates + 1) * max(1, args.total_env_steps - start) / args.train_updates)
+    return min(args.total_env_steps, needed + lead)
 
 
 def sgd_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor, args: TrainArgs

@@ -25,10 +25,11 @@ def batch(B=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(B, K + 1)
     mask[0, 3:] = 0  # one sample ends after two steps
-    return Targets(ids=np.arange(B), obs=torch.randint(0, 256, (B, K + 1, *OBS), generator=g, dtype=torch.uint8),
+    return Targets(obs=torch.randint(0, 256, (B, K + 1, *OBS), generator=g, dtype=torch.uint8),
                    actions=torch.randint(0, A, (B, K), generator=g), mask=mask,
                    value=torch.randn(B, K + 1, generator=g), value_prefix=torch.randn(B, K, generator=g),
-                   policy=torch.softmax(torch.randn(B, K + 1, A, generator=g), -1), weights=torch.ones(B))
+                   policy=torch.softmax(torch.randn(B, K + 1, A, generator=g), -1), weights=torch.ones(B),
+                   inside=mask.bool())
 
 
 def randomise(net, seed):

@@ -1,0 +1,344 @@
+"""Batches prepared by worker processes against the same batches prepared in this process, the captured search
+step against the eager one, and the run-level guarantees of --workers: a dead worker stops the run in one line,
+and a killed run resumes with or without workers."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.args import TrainArgs
+from common.learner import LossConfig
+from common.mcts import MCTSConfig
+from common.networks import EfficientZeroNet, minatar_teacher_config
+from common.learner import to_device
+from common.pipeline import InlineBatches, PipelineConfig, ReanalysisWorkers, prepare_batch, sample_job
+from common.replay import ReplayBuffer, Segment, TrajectoryRecorder, stacks
+from common.runs import ReplayStore, load_checkpoint
+from common.search import run_search
+from common.training import env_steps_allowed, updates_due
+from tests.conftest import ENV, ROOT
+
+A, FRAME = 3, (4, 10, 10)
+
+
+def filled_store(tmp_path: Path, transitions: int = 300, seed: int = 0) -> tuple[ReplayStore, ReplayBuffer]:
+    """A replay of random MinAtar-shaped frames (short trajectories, so some samples reach an end), written to disk
+    as a run would, with some priorities already updated."""
+    rng = np.random.default_rng(seed)
+    store, buf = ReplayStore(tmp_path), ReplayBuffer(capacity=10_000)
+    rec = TrajectoryRecorder(segment_length=25, pad=10)
+    rec.start((rng.random(FRAME) < 0.2).astype(np.uint8) * 255)
+    for t in range(transitions):
+        policy = rng.dirichlet(np.ones(A)).astype(np.float32)
+        frame = (rng.random(FRAME) < 0.2).astype(np.uint8) * 255
+        for seg in rec.add(int(rng.integers(A)), float(rng.random() < 0.1), 0.0, 0.0, policy, frame):
+            store.push(buf, seg)
+        if t % 70 == 69:
+            for seg in rec.end():
+                store.push(buf, seg)
+            rec.start(frame)
+    buf.update_priorities(np.arange(len(buf)), rng.random(len(buf)) + 0.1)
+    return store, buf
+
+
+def small_net(seed: int = 0) -> EfficientZeroNet:
+    torch.manual_seed(seed)
+    net = EfficientZeroNet(minatar_teacher_config((16, 10, 10), A, channels=8, lstm_hidden=16, support_size=10))
+    with torch.no_grad():  # a value head that says something, so that the bootstrap values matter
+        for p in net.prediction.fc_value[-1].parameters():
+            p.normal_(0, 0.5)
+    return net.eval()
+
+
+def spec_for(net: EfficientZeroNet, batch_size: int = 16, cuda_graph: bool = False) -> PipelineConfig:
+    return PipelineConfig(net.config.to_dict(), A, batch_size, num_unroll_steps=5, td_steps=5, td_age_per_step=100,
+                          reanalyse_fraction=0.75, mcts=MCTSConfig(num_simulations=4), loss=LossConfig(augment=False),
+                          chunk_size=None, autocast=False, cuda_graph=cuda_graph)
+
+
+def test_workers_prepare_exactly_the_batches_this_process_would(tmp_path):
+    """The same job (ids, weights, seed) and target weights give the same targets, bit for bit, in a worker process
+    reading the segment files as in this process reading the replay in memory."""
+    torch.set_num_threads(1)  # the worker computes with one thread: same kernels, same rounding
+    store, replay = filled_store(tmp_path)
+    net = small_net()
+    spec, total, timing = spec_for(net), 8, {}
+    workers = ReanalysisWorkers(1, net, spec, FRAME, "cpu", tmp_path, start_update=0, total_updates=total,
+                                priority_beta=0.4, target_update_interval=200, timing=timing)
+    rng = np.random.default_rng(7)
+    try:
+        workers.next(replay, 0, rng)
+        for update in range(1, total):
+            job = workers.pending[update]  # sampled ahead, in preparation
+            arrays, stats = prepare_batch(job, replay, net, spec)
+            ids, batch, got_stats, beta = workers.next(replay, update, rng)
+            np.testing.assert_array_equal(ids, job.ids)
+            assert stats == got_stats and beta == job.beta
+            expected = to_device(arrays, "cpu")
+            for field in ("obs", "actions", "mask", "value", "value_prefix", "policy", "weights", "inside"):
+                assert torch.equal(getattr(batch, field), getattr(expected, field)), (update, field)
+            assert 0 < stats["reanalyse/roots"] < 16 * 6  # some samples were reanalysed, some reached an end
+    finally:
+        workers.close()
+    assert {"sample", "bootstrap", "search_net", "search_tree"} <= set(timing)  # the workers' time, per part
+    assert workers.safe_before() == float("inf")  # nothing left in preparation
+
+
+def test_the_synchronous_loop_draws_every_random_number_from_the_run_generator(tmp_path):
+    """--workers 0 keeps one Generator for the whole run (the loop's draws in order, no per-batch seeds), so a run
+    of the reference loop is reproducible from its seed alone."""
+    store, replay = filled_store(tmp_path)
+    net = small_net()
+    spec = spec_for(net)
+    a = InlineBatches(net, spec, 8, 0.4, "cpu", timing={}).next(replay, 0, np.random.default_rng(3))
+    job_rng = np.random.default_rng(3)
+    job = sample_job(replay, spec.batch_size, 0, 8, 0.4, job_rng, with_seed=False)
+    arrays, _ = prepare_batch(job, replay, net, spec, rng=job_rng)
+    assert job.seed is None and torch.equal(a[1].policy, to_device(arrays, "cpu").policy)
+
+
+def test_workers_reanalyse_with_the_current_target_or_around_a_refresh_the_previous_one(tmp_path):
+    """Target refreshed every 4 updates, 2 batches prepared ahead: the job of update u is handed out while the
+    learner gets the batch of u - 2, so it uses the current refresh's weights when that refresh came before u - 2,
+    and the current or the previous one otherwise (never older: EfficientZero's bound)."""
+    torch.set_num_threads(1)
+    store, replay = filled_store(tmp_path)
+    targets = [small_net(seed) for seed in range(3)]  # the weights of refreshes 0, 1, 2
+    spec = spec_for(targets[0])
+    workers = ReanalysisWorkers(1, targets[0], spec, FRAME, "cpu", tmp_path, start_update=0, total_updates=12,
+                                priority_beta=0.4, target_update_interval=4, timing={})
+    rng = np.random.default_rng(0)
+    try:
+        workers.next(replay, 0, rng)
+        for update in range(1, 12):
+            if update % 4 == 0:
+                workers.publish_target(targets[update // 4], update)
+            job = workers.pending[update]
+            got = workers.next(replay, update, rng)
+            made_with = [torch.equal(to_device(prepare_batch(job, replay, net, spec)[0], "cpu").policy,
+                                     got[1].policy) for net in targets]
+            refresh = update // 4
+            if update % 4 >= 2:
+                assert made_with[refresh] and sum(made_with) == 1, (update, made_with)
+            else:
+                assert made_with[refresh] or made_with[max(0, refresh - 1)], (update, made_with)
+    finally:
+        workers.close()
+
+
+def test_a_batch_older_than_the_previous_refresh_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="--workers 3 prepares up to 6 batches ahead"):
+        from common.args import check_train_args
+        check_train_args(TrainArgs(workers=3, target_update_interval=5, total_env_steps=1000, batch_size=16,
+                                   random_transitions=100, replay_capacity=1000))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The search step: cached, padded and (on CUDA) captured
+# ---------------------------------------------------------------------------------------------------------
+def test_cached_padded_search_step_gives_the_eager_results():
+    """`cuda_graph=True` keeps one padded step per (network, size) and reuses it; on the CPU the same code runs
+    without the graph, and every search must come out exactly as the eager one."""
+    net = small_net()
+    rng = np.random.default_rng(0)
+    for B in (5, 12, 3):  # different batch sizes through the one step padded to 12
+        obs = (rng.random((B, 16, 10, 10)) < 0.2).astype(np.uint8) * 255
+        eager = run_search(net, obs, MCTSConfig(num_simulations=8), rng=np.random.default_rng(1), add_noise=True)
+        cached = run_search(net, obs, MCTSConfig(num_simulations=8), rng=np.random.default_rng(1), add_noise=True,
+                            cuda_graph=True, pad_to=12)
+        np.testing.assert_array_equal(eager.visit_counts, cached.visit_counts)
+        np.testing.assert_array_equal(eager.root_value, cached.root_value)
+
+
+def test_failed_capture_falls_back_to_eager_with_one_warning(monkeypatch):
+    """Force a capture where none can happen (this CPU): the search warns once and gives the eager results."""
+    import common.search as search_module
+
+    def capturing_step(*args, **kwargs):
+        step = make_step(*args, **kwargs)
+        step.want_graph = True  # as on CUDA
+        return step
+
+    make_step = search_module.captured_step
+    monkeypatch.setattr(search_module, "captured_step", capturing_step)
+    net = small_net()
+    obs = np.zeros((4, 16, 10, 10), np.uint8)
+    obs[:, :, 2:4] = 255
+    eager = run_search(net, obs, MCTSConfig(num_simulations=6), rng=np.random.default_rng(1), add_noise=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # the second search reuses the step: no second attempt, no second warning
+            res = run_search(net, obs, MCTSConfig(num_simulations=6), rng=np.random.default_rng(1), add_noise=True,
+                             cuda_graph=True)
+            np.testing.assert_array_equal(res.visit_counts, eager.visit_counts)
+            np.testing.assert_array_equal(res.root_value, eager.root_value)
+    assert len([w for w in caught if "CUDA graph capture of the search step failed" in str(w.message)]) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_captured_search_step_matches_eager_on_cuda():
+    net = small_net().cuda()
+    obs = np.zeros((6, 16, 10, 10), np.uint8)
+    obs[:, :, 3:5] = 255
+    for amp in (False, True):
+        eager = run_search(net, obs, MCTSConfig(num_simulations=10), rng=np.random.default_rng(1), add_noise=True,
+                           autocast=amp)
+        graph = run_search(net, obs, MCTSConfig(num_simulations=10), rng=np.random.default_rng(1), add_noise=True,
+                           autocast=amp, cuda_graph=True, pad_to=8)
+        np.testing.assert_allclose(graph.root_value, eager.root_value, rtol=1e-3, atol=1e-3)
+    from common.search import graph_status
+    assert any("captured" in s for s in graph_status())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pieces: windows of frames, segments on disk, deferred deletion, the self-play gate
+# ---------------------------------------------------------------------------------------------------------
+def test_stacks_from_windows_agree_in_numpy_and_torch():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (3, 14, 2, 4, 4), dtype=np.uint8)
+    base = rng.integers(0, 11, (3, 6))
+    select = rng.random((3, 6)) < 0.5
+    np.testing.assert_array_equal(stacks(frames, base), stacks(torch.as_tensor(frames), base).numpy())
+    np.testing.assert_array_equal(stacks(frames, base, select), stacks(torch.as_tensor(frames), base, select).numpy())
+    np.testing.assert_array_equal(stacks(frames, base)[1, 2], frames[1, base[1, 2]:base[1, 2] + 4].reshape(8, 4, 4))
+
+
+def test_segment_frames_load_memory_mapped_and_old_files_still_load(tmp_path):
+    store, buf = filled_store(tmp_path, transitions=60)
+    seg = buf.segments[0]
+    mapped = Segment.load(store.path(buf.first_ids[0]), mmap=True)
+    assert isinstance(mapped.frames, np.memmap)
+    np.testing.assert_array_equal(mapped.frames, seg.frames)
+    old = tmp_path / "old.npz"  # the format before frames moved to their own file
+    np.savez(old, **{k: getattr(seg, k) for k in Segment.ARRAYS},
+             meta=np.array([seg.history, seg.length, int(seg.ended)], np.int64))
+    np.testing.assert_array_equal(Segment.load(old).frames, seg.frames)
+
+
+def test_evicted_segment_files_outlive_the_batches_that_may_read_them(tmp_path):
+    store, buf = ReplayStore(tmp_path), ReplayBuffer(capacity=60)
+    rec = TrajectoryRecorder(segment_length=25, pad=0)
+    rec.start(np.zeros(FRAME, np.uint8))
+    for t in range(100):
+        for seg in rec.add(0, 0.0, 0.0, 0.0, np.full(A, 1 / A, np.float32), np.zeros(FRAME, np.uint8)):
+            store.push(buf, seg)
+    evicted = [first_id for first_id, _ in store.pending_delete]
+    assert evicted == [0, 25]  # 4 segments of 25 pushed into 60: the first two went (at 75 and 100 pushed)
+    store.after_checkpoint(safe_before=80)  # a batch sampled at 80 transitions may still read segment 25
+    assert not store.path(0).exists() and store.path(25).exists()
+    store.after_checkpoint()
+    assert not store.path(25).exists() and not (tmp_path / "replay" / "0000000025.frames.npy").exists()
+
+
+def test_self_play_gate_lets_exactly_the_due_data_through():
+    args = TrainArgs(total_env_steps=1000, train_updates=300, random_transitions=100)
+    counters = {"env_steps": 100, "updates": 0, "learn_start_env_steps": -1}
+    assert env_steps_allowed(counters, args, lead=8) == 108  # before learning: a little past what was played
+    counters["env_steps"] = 104
+    updates_due(counters, args)  # learning starts at 104
+    for updates in (0, 1, 57, 299):
+        counters["updates"] = updates
+        allowed = env_steps_allowed(counters, args, lead=0)
+        counters["env_steps"] = allowed  # the data the gate lets through makes the next update due ...
+        assert updates_due(counters, args) >= updates + 1
+        counters["env_steps"] = allowed - 1  # ... and not one step less
+        assert updates_due(counters, args) <= updates
+    counters["updates"] = 300
+    assert env_steps_allowed(counters, args, lead=8) == 1000  # all updates of the collection phase done
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Whole runs with workers
+# ---------------------------------------------------------------------------------------------------------
+RUN = ["--env-id", "MinAtar/Breakout-v1", "--random-transitions", "100", "--batch-size", "16", "--num-simulations",
+       "2", "--segment-length", "30", "--channels", "8", "--lstm-hidden", "16", "--final-eval-episodes", "0",
+       "--eval-interval", "0", "--no-progress", "--threads", "1", "--total-env-steps", "3000",
+       "--train-updates", "400", "--extra-updates", "0", "--checkpoint-interval", "20", "--target-update-interval",
+       "20"]
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return sorted(out)
+
+
+def start_and_wait_for_checkpoint(args, run_parent: Path, min_updates: int = 40):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "01_pretrain_teacher.py"), "--run-dir", str(run_parent),
+                             *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()
+        dirs = [p for p in run_parent.iterdir() if p.is_dir()]
+        if dirs and (dirs[0] / "teacher.pt").exists():
+            if load_checkpoint(dirs[0] / "teacher.pt", "teacher")["counters"]["updates"] >= min_updates:
+                return proc, dirs[0]
+    proc.kill()
+    raise AssertionError("no checkpoint within 300 s")
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="finds the worker processes through /proc")
+def test_a_killed_worker_stops_the_run_in_one_line_and_the_run_resumes_without_workers(tmp_path):
+    proc, run_dir = start_and_wait_for_checkpoint(RUN + ["--workers", "2"], tmp_path)
+    try:
+        workers = [p for p in children(proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 3  # the self-play process, then reanalysis workers 0 and 1 (started in that order)
+        os.kill(workers[-1], signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    lines = err.strip().splitlines()
+    assert re.fullmatch(rf"reanalysis worker 1 \(pid {workers[-1]}\) died with exit code -9; the run stopped\. "
+                        rf"Continue it with --resume {re.escape(str(run_dir))}", lines[-1]), err
+    assert "Traceback" not in err
+    time.sleep(2)
+    assert all(not Path(f"/proc/{p}").exists() or b"zombie" in Path(f"/proc/{p}/status").read_bytes().lower()
+               for p in workers), "worker processes outlived the learner"
+    before = load_checkpoint(run_dir / "teacher.pt", "teacher")
+    r = subprocess.run([sys.executable, str(ROOT / "01_pretrain_teacher.py"), *RUN, "--run-dir", str(tmp_path),
+                        "--resume", str(run_dir)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = load_checkpoint(run_dir / "teacher.pt", "teacher")
+    assert after["counters"]["updates"] == 400 and after["counters"]["resumes"] == 1
+    assert before["counters"]["updates"] >= 40
+
+
+def test_learner_killed_with_workers_resumes_with_workers_and_leaves_no_orphans(tmp_path):
+    proc, run_dir = start_and_wait_for_checkpoint(RUN + ["--workers", "1"], tmp_path)
+    workers = children(proc.pid)
+    proc.kill()  # kill -9 of the learner: its workers must notice and exit on their own
+    proc.communicate()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.5)
+    assert not any(Path(f"/proc/{p}").exists() for p in workers), "orphaned worker processes"
+    before = load_checkpoint(run_dir / "teacher.pt", "teacher")
+    r = subprocess.run([sys.executable, str(ROOT / "01_pretrain_teacher.py"), *RUN, "--workers", "1",
+                        "--run-dir", str(tmp_path), "--resume", str(run_dir)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"resumed .*: ([\d,]+) updates, ([\d,]+) env steps, replay ([\d,]+) transitions", r.stdout)
+    assert m and int(m.group(1).replace(",", "")) == before["counters"]["updates"]
+    after = load_checkpoint(run_dir / "teacher.pt", "teacher")
+    assert after["counters"]["updates"] == 400 and after["counters"]["env_steps"] >= 3000
+    files = {p.name for p in (run_dir / "replay").iterdir()}
+    live = {f"{i:010d}.npz" for i in after["replay"]["first_ids"]}
+    assert live <= files  # every segment the checkpoint names is on disk (and its frames)
+    assert {n.replace(".npz", ".frames.npy") for n in live} <= files
