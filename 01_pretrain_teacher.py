@@ -127,7 +127,8 @@ if __name__ == "__main__":
     print(f"teacher: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
           f"{args.total_env_steps:,} env steps, {total_updates:,} updates of batch {args.batch_size}, "
           f"{args.num_simulations} simulations, reanalyse {args.reanalyse_fraction:.0%}, augment {augment}"
-          + (f" | {args.workers} reanalysis workers + 1 self-play process" if args.workers else ""))
+          + (f" | {args.workers} reanalysis worker{'s' * (args.workers > 1)} + 1 self-play process"
+             if args.workers else ""))
 
     # --- self-play and batches: in this process (--workers 0), or in worker processes -----------------------
     # time/* in TensorBoard: this process's seconds (collect, reanalyse, learn) and, wherever it ran, the work

@@ -248,7 +248,9 @@ if __name__ == "__main__":
           f"{f' x {len(teachers)} (ensemble)' if len(teachers) > 1 else ''}, frozen")
     print(f"student: {count_params(net):,} parameters ({count_acting_params(net):,} acting) = "
           f"{count_params(net) / count_params(teachers[0]):.3f} of the teacher; adapters "
-          f"{count_params(adapter):,} parameters (training only)")
+          f"{count_params(adapter):,} parameters (training only)"
+          + (f" | {args.workers} reanalysis worker{'s' * (args.workers > 1)} + 1 self-play process"
+             if args.workers else ""))
 
     # --- the teacher's score: what the student should reach; the states it visits: held-out agreement --------
     heldout_path = run_dir / "heldout_states.npy"

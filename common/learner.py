@@ -125,10 +125,10 @@ def to_device(t: TargetArrays, device) -> Targets:
     """The learner's batch: every array copied to `device` (never a view of `t`, which a worker may reuse), the
     input stacks built there from the frame windows."""
 
-    def dev(x, dtype=torch.float32):
-        return torch.tensor(x, dtype=dtype, device=device)
+    def dev(x, dtype=torch.float32):  # one copy, straight to the device (copy=True: a new tensor on the CPU too)
+        return torch.from_numpy(np.ascontiguousarray(x)).to(device, dtype, copy=True)
 
-    frames = torch.tensor(t.frames, device=device)
+    frames = dev(t.frames, torch.uint8)
     return Targets(stacks(frames, t.obs_base), dev(t.actions, torch.int64), dev(t.mask), dev(t.value),
                    dev(t.value_prefix), dev(t.policy), dev(t.weights), dev(t.inside, torch.bool))
 

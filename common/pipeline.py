@@ -193,21 +193,34 @@ class SharedWeights:
         self.version = ctx.Value("q", -1, lock=False)
         self.lock = ctx.Lock()
 
-    def publish(self, net: torch.nn.Module, version: int) -> None:
-        with self.lock, torch.no_grad():
-            for k, v in net.state_dict().items():
-                self.tensors[k].copy_(v)
+    def publish(self, net: torch.nn.Module, version: int, check_alive=lambda: None) -> None:
+        """Copy `net`'s weights in. `check_alive` raises if a reader died (possibly holding the lock) while we
+        wait for it."""
+        while not self.lock.acquire(timeout=1.0):
+            check_alive()
+        try:
+            with torch.no_grad():
+                for k, v in net.state_dict().items():
+                    self.tensors[k].copy_(v)
             self.version.value = version
+        finally:
+            self.lock.release()
 
-    def load_into(self, net: torch.nn.Module, have: int) -> int:
+    def load_into(self, net: torch.nn.Module, have: int, parent_pid: int) -> int:
         """Copy the published weights into `net` (in place: captured CUDA graphs keep working) if they are newer
-        than version `have`; returns the version `net` now holds."""
+        than version `have`; returns the version `net` now holds. Exits if the learner is gone."""
         if self.version.value == have:
             return have
-        with self.lock, torch.no_grad():
+        while not self.lock.acquire(timeout=1.0):
+            if not _parent_alive(parent_pid):  # it may have died holding the lock
+                raise SystemExit(0)
+        try:
             version = self.version.value
-            for k, v in net.state_dict().items():
-                v.copy_(self.tensors[k])
+            with torch.no_grad():
+                for k, v in net.state_dict().items():
+                    v.copy_(self.tensors[k])
+        finally:
+            self.lock.release()
         return version
 
 
@@ -244,7 +257,7 @@ def _reanalysis_worker(name: str, spec: PipelineConfig, device: str, replay_dir:
         net = EfficientZeroNet(NetConfig.from_dict(spec.net_config)).to(dev).eval()
         version, cache = -1, {}
         while (job := _get(jobs, parent_pid)) is not None:
-            version = target.load_into(net, version)
+            version = target.load_into(net, version, parent_pid)
             timing: dict[str, float] = {}
             for first_id in job.segment_ids:  # segments are immutable: loaded (memory-mapped) once, kept while live
                 if first_id not in cache:
@@ -281,7 +294,7 @@ def _selfplay_worker(name: str, env_id: str, num_envs: int, env_seed: int, rng_s
             t0 = time.perf_counter()
             random = env_steps < random_transitions
             if not random:
-                version = weights.load_into(net, version)
+                version = weights.load_into(net, version, parent_pid)
             segments, episodes, stats = selfplay.step(None if random else net, spec.mcts,
                                                       visit_temperature(updates.value, train_updates), rng,
                                                       spec.chunk_size, spec.autocast, spec.cuda_graph)
@@ -350,8 +363,9 @@ class ReanalysisWorkers:
                       for _ in range(self.depth)]
         self.free = list(range(self.depth))
         self.jobs, self.results = ctx.Queue(), ctx.Queue()
+        self.jobs.cancel_join_thread()  # jobs still queued when the run stops are dropped, never waited for
         self.target = SharedWeights(target_net, ctx)
-        self.publish_target(target_net, start_update)
+        self.target.publish(target_net, start_update // self.interval)  # before any worker exists
         self.procs = [ctx.Process(target=_reanalysis_worker, name=f"reanalysis worker {i}", daemon=True,
                                   args=(f"reanalysis worker {i}", spec, str(self.device), str(self.run_dir / "replay"),
                                         self.jobs, self.results, self.slots, self.target, os.getpid()))
@@ -395,7 +409,7 @@ class ReanalysisWorkers:
 
     def publish_target(self, target_net: EfficientZeroNet, update: int) -> None:
         """Hand the target network refreshed at `update` to the workers (its version: the refresh's index)."""
-        self.target.publish(target_net, update // self.interval)
+        self.target.publish(target_net, update // self.interval, lambda: _check_alive(self.procs, self.run_dir))
 
     def safe_before(self) -> float:
         """Transitions pushed when the oldest batch still in preparation was sampled (see ReplayStore)."""
@@ -440,7 +454,7 @@ class SelfPlayProcess:
 
     def progress(self, net: EfficientZeroNet, updates: int, allowed_env_steps: int) -> None:
         if updates % WEIGHTS_INTERVAL == 0:
-            self.weights.publish(net, updates)
+            self.weights.publish(net, updates, lambda: _check_alive([self.proc], self.run_dir))
         self.updates.value = updates
         self.allowed.value = allowed_env_steps
 
