@@ -247,11 +247,18 @@ def _setup_worker(device: str) -> torch.device:
 def _report_failure(results, name: str) -> None:
     last = traceback.format_exc().strip().splitlines()[-1]
     results.put(("error", name, last))
+    _flush(results)
+
+
+def _flush(q) -> None:
+    """Wait until what this process put on `q` has reached the pipe: a process that exits with messages still in
+    its queue's buffer loses them. (If the learner is gone, the write fails and this returns.)"""
+    q.close()
+    q.join_thread()
 
 
 def _reanalysis_worker(name: str, spec: PipelineConfig, device: str, replay_dir: str, jobs, results, slots,
                        target: SharedWeights, parent_pid: int) -> None:
-    results.cancel_join_thread()  # never hang at exit on a queue nobody reads any more
     try:
         dev = _setup_worker(device)
         net = EfficientZeroNet(NetConfig.from_dict(spec.net_config)).to(dev).eval()
@@ -279,7 +286,6 @@ def _selfplay_worker(name: str, env_id: str, num_envs: int, env_seed: int, rng_s
                      pad: int, spec: PipelineConfig, device: str, env_steps: int, total_env_steps: int,
                      random_transitions: int, train_updates: int, weights: SharedWeights, updates, allowed, out,
                      parent_pid: int) -> None:
-    out.cancel_join_thread()
     try:
         dev = _setup_worker(device)
         net = EfficientZeroNet(NetConfig.from_dict(spec.net_config)).to(dev).eval()
@@ -301,27 +307,31 @@ def _selfplay_worker(name: str, env_id: str, num_envs: int, env_seed: int, rng_s
             env_steps += num_envs
             out.put(SelfPlayStep(segments, episodes, stats, num_envs, random, time.perf_counter() - t0))
         selfplay.close()
+        _flush(out)  # every step played must reach the learner before this process ends
     except Exception:  # noqa: BLE001
         _report_failure(out, name)
         raise SystemExit(1) from None
 
 
 def _check_alive(procs: list, run_dir: Path) -> None:
+    """Called when a queue stayed empty: a worker that ended (even normally: its messages would be there) means
+    nothing more will come."""
     for p in procs:
         if not p.is_alive():
-            raise WorkerFailed(f"{p.name} (pid {p.pid}) died with exit code {p.exitcode}; the run stopped. "
-                               f"Continue it with --resume {run_dir}")
+            raise WorkerFailed(f"{p.name} (pid {p.pid}) {'ended' if p.exitcode == 0 else 'died'} with exit code "
+                               f"{p.exitcode}; the run stopped. Continue it with --resume {run_dir}")
 
 
 def _wait(q, procs: list, run_dir: Path, block: bool = True):
-    """Next message of `q` (None if not `block` and none is there); a worker's error or death raises WorkerFailed."""
+    """Next message of `q` (None if not `block` and none is there). While it blocks, a worker's error or end
+    raises WorkerFailed."""
     while True:
         try:
             msg = q.get(timeout=1.0) if block else q.get_nowait()
         except queue.Empty:
-            _check_alive(procs, run_dir)
             if not block:
                 return None
+            _check_alive(procs, run_dir)
             continue
         if isinstance(msg, tuple) and msg[0] == "error":
             raise WorkerFailed(f"{msg[1]} failed: {msg[2]}; the run stopped. Continue it with --resume {run_dir}")
@@ -453,7 +463,7 @@ class SelfPlayProcess:
         return steps
 
     def progress(self, net: EfficientZeroNet, updates: int, allowed_env_steps: int) -> None:
-        if updates % WEIGHTS_INTERVAL == 0:
+        if updates % WEIGHTS_INTERVAL == 0 and self.proc.is_alive():  # not once it has played its last step
             self.weights.publish(net, updates, lambda: _check_alive([self.proc], self.run_dir))
         self.updates.value = updates
         self.allowed.value = allowed_env_steps

@@ -15,18 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 from common.args import TrainArgs, check_train_args
-from common.learner import LossConfig
+from common.learner import LossConfig, to_device
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, minatar_teacher_config
-from common.learner import to_device
-from common.pipeline import InlineBatches, PipelineConfig, ReanalysisWorkers, prepare_batch, sample_job
+from common.pipeline import (InlineBatches, PipelineConfig, ReanalysisWorkers, SharedWeights, WorkerFailed,
+                             _selfplay_worker, _wait, prepare_batch, sample_job)
 from common.replay import ReplayBuffer, Segment, TrajectoryRecorder, stacks
 from common.runs import ReplayStore, load_checkpoint
 from common.search import run_search
 from common.training import env_steps_allowed, updates_due
-from tests.conftest import ENV, ROOT
+from tests.conftest import ENV, ROOT, TINY
 
 A, FRAME = 3, (4, 10, 10)
 
@@ -299,6 +300,44 @@ def wait_for_checkpoint(proc: subprocess.Popen, run_parent: Path, min_updates: i
 def gone(pids: list[int]) -> bool:
     return all(not Path(f"/proc/{p}").exists() or b"zombie" in Path(f"/proc/{p}/status").read_bytes().lower()
                for p in pids)
+
+
+def test_the_self_play_process_delivers_every_step_it_played_then_ends(tmp_path):
+    """Its queue is flushed before it exits (a process that exits with messages in its queue's buffer loses
+    them), the learner's draining does not mistake its normal end for a death, and waiting for more after it ended
+    says so in one line."""
+    ctx = mp.get_context("spawn")
+    net = small_net()
+    weights = SharedWeights(net, ctx)
+    weights.publish(net, 0)
+    out, updates, allowed = ctx.Queue(), ctx.Value("q", 0), ctx.Value("q", 10**9)  # kept alive while it starts
+    proc = ctx.Process(target=_selfplay_worker, name="self-play process",
+                       args=("self-play process", "MinAtar/Breakout-v1", 4, 0, [1, 0], 25, 10, spec_for(net), "cpu",
+                             0, 120, 60, 100, weights, updates, allowed, out, os.getpid()))
+    proc.start()
+    steps, deadline = [], time.time() + 120
+    while sum(s.agent_steps for s in steps) < 120 and time.time() < deadline:
+        while (step := _wait(out, [proc], tmp_path, block=False)) is not None:
+            steps.append(step)
+        time.sleep(0.05)
+    proc.join(timeout=60)
+    assert proc.exitcode == 0 and _wait(out, [proc], tmp_path, block=False) is None
+    assert [s.agent_steps for s in steps] == [4] * 30 and [s.random for s in steps] == [True] * 15 + [False] * 15
+    with pytest.raises(WorkerFailed, match=r"^self-play process \(pid \d+\) ended with exit code 0; the run"):
+        _wait(out, [proc], tmp_path)
+
+
+def test_a_run_with_workers_collects_everything_then_finishes_its_extra_updates(tmp_path):
+    """The self-play process ends once it has played --total-env-steps; every step it played must reach the
+    learner, which then runs the updates left without it."""
+    r = subprocess.run([sys.executable, str(ROOT / "01_pretrain_teacher.py"), "--env-id", "MinAtar/Breakout-v1",
+                        *TINY, "--extra-updates", "30", "--workers", "1", "--target-update-interval", "4",
+                        "--run-dir", str(tmp_path)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    counters = load_checkpoint(run_dir / "teacher.pt", "teacher")["counters"]
+    assert counters["updates"] == 6 + 30 and 240 <= counters["env_steps"] < 240 + 4
+    assert "final evaluation (2 episodes)" in r.stdout and r.stderr == ""
 
 
 @pytest.mark.skipif(not Path("/proc").exists(), reason="finds the worker processes through /proc")
