@@ -3,11 +3,11 @@
 
 Both kinds come in pairs with the same methods, so the scripts' loop is the same either way:
 
-    acting.collect(net, temperature, rng) -> [SelfPlayStep]   one step of every environment, or every step the
-                                                                self-play process made since the last call
+    acting.collect(net, env_steps, temperature, rng)           one step of every environment, or every step the
+        -> [SelfPlayStep]                                       self-play process made since the last call
     acting.progress(net, updates, allowed_env_steps)           the learner's progress (the self-play process
-                                                                plays with weights at most 10 updates old and
-                                                                waits when it is too far ahead)
+                                                                takes fresh weights before every step and waits
+                                                                when it is too far ahead)
     batches.next(replay, update, rng) -> (ids, Targets, stats, beta)
     batches.publish_target(target_net, update)                  after every target refresh
 
@@ -23,8 +23,10 @@ What the workers change, and what bounds it (README, "Speed"):
   2 N updates or the segments stored since;
 - it is reanalysed with the target network of the current refresh or, around a refresh, the previous one (never
   older: EfficientZero's own bound; checked for every batch);
-- self-play plays with the learner's weights as of at most `WEIGHTS_INTERVAL` updates ago, and runs at most
-  `SELFPLAY_LEAD` steps of every environment ahead of the data the learner's updates call for.
+- self-play plays each step with the learner's weights after the update that followed its previous step (the
+  learner copies them out whenever self-play has taken the last copy: about one step of every environment's worth
+  of updates old), and runs at most `SELFPLAY_LEAD` steps of every environment ahead of the data the learner's
+  updates call for.
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ from common.replay import ReplayBuffer, Segment, beta_schedule, gather_batch
 from common.search import graph_status
 from common.selfplay import SelfPlay
 
-WEIGHTS_INTERVAL = 10  # updates between copies of the learner's weights to the self-play process
 SELFPLAY_LEAD = 4  # steps of every environment the self-play process may play ahead of what the learner needs
 
 
@@ -284,7 +285,7 @@ def _reanalysis_worker(name: str, spec: PipelineConfig, device: str, replay_dir:
 
 def _selfplay_worker(name: str, env_id: str, num_envs: int, env_seed: int, rng_seed: list[int], segment_length: int,
                      pad: int, spec: PipelineConfig, device: str, env_steps: int, total_env_steps: int,
-                     random_transitions: int, train_updates: int, weights: SharedWeights, updates, allowed, out,
+                     random_transitions: int, train_updates: int, weights: SharedWeights, wanted, updates, allowed, out,
                      parent_pid: int) -> None:
     try:
         dev = _setup_worker(device)
@@ -301,6 +302,7 @@ def _selfplay_worker(name: str, env_id: str, num_envs: int, env_seed: int, rng_s
             random = env_steps < random_transitions
             if not random:
                 version = weights.load_into(net, version, parent_pid)
+                wanted.value = 1  # the learner copies out its weights after its next update
             segments, episodes, stats = selfplay.step(None if random else net, spec.mcts,
                                                       visit_temperature(updates.value, train_updates), rng,
                                                       spec.chunk_size, spec.autocast, spec.cuda_graph)
@@ -443,13 +445,14 @@ class SelfPlayProcess:
         self.weights = SharedWeights(net, ctx)
         self.weights.publish(net, 0)
         self.updates = ctx.Value("q", 0, lock=False)
+        self.wanted = ctx.Value("q", 0, lock=False)  # 1: self-play has loaded the last copy of the weights
         self.allowed = ctx.Value("q", total_env_steps, lock=False)  # no limit until learning starts
         self.out = ctx.Queue()
         name = "self-play process"
         self.proc = ctx.Process(target=_selfplay_worker, name=name, daemon=True,
                                 args=(name, env_id, num_envs, env_seed, rng_seed, segment_length, pad, spec,
                                       str(torch.device(device)), env_steps, total_env_steps, random_transitions,
-                                      train_updates, self.weights, self.updates, self.allowed, self.out,
+                                      train_updates, self.weights, self.wanted, self.updates, self.allowed, self.out,
                                       os.getpid()))
         self.proc.start()
 
@@ -463,8 +466,9 @@ class SelfPlayProcess:
         return steps
 
     def progress(self, net: EfficientZeroNet, updates: int, allowed_env_steps: int) -> None:
-        if updates % WEIGHTS_INTERVAL == 0 and self.proc.is_alive():  # not once it has played its last step
+        if self.wanted.value and self.proc.is_alive():  # it took the last copy (and has steps left to play)
             self.weights.publish(net, updates, lambda: _check_alive([self.proc], self.run_dir))
+            self.wanted.value = 0
         self.updates.value = updates
         self.allowed.value = allowed_env_steps
 

@@ -310,10 +310,11 @@ def test_the_self_play_process_delivers_every_step_it_played_then_ends(tmp_path)
     net = small_net()
     weights = SharedWeights(net, ctx)
     weights.publish(net, 0)
-    out, updates, allowed = ctx.Queue(), ctx.Value("q", 0), ctx.Value("q", 10**9)  # kept alive while it starts
+    # kept referenced while it starts: its arguments are unpickled in the child after start() returns
+    out, wanted, updates, allowed = ctx.Queue(), ctx.Value("q", 0), ctx.Value("q", 0), ctx.Value("q", 10**9)
     proc = ctx.Process(target=_selfplay_worker, name="self-play process",
                        args=("self-play process", "MinAtar/Breakout-v1", 4, 0, [1, 0], 25, 10, spec_for(net), "cpu",
-                             0, 120, 60, 100, weights, updates, allowed, out, os.getpid()))
+                             0, 120, 60, 100, weights, wanted, updates, allowed, out, os.getpid()))
     proc.start()
     steps, deadline = [], time.time() + 120
     while sum(s.agent_steps for s in steps) < 120 and time.time() < deadline:
@@ -323,6 +324,7 @@ def test_the_self_play_process_delivers_every_step_it_played_then_ends(tmp_path)
     proc.join(timeout=60)
     assert proc.exitcode == 0 and _wait(out, [proc], tmp_path, block=False) is None
     assert [s.agent_steps for s in steps] == [4] * 30 and [s.random for s in steps] == [True] * 15 + [False] * 15
+    assert wanted.value == 1  # it took the published weights and asks for the next copy
     with pytest.raises(WorkerFailed, match=r"^self-play process \(pid \d+\) ended with exit code 0; the run"):
         _wait(out, [proc], tmp_path)
 
