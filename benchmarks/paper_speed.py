@@ -2,7 +2,7 @@
 
     python benchmarks/paper_speed.py --json-out results/paper_speed_cpu.json         # this 2-core CPU: < 5 minutes
     python benchmarks/paper_speed.py --workers 8 --json-out results/paper_speed_gpu.json   # a GPU box
-    python benchmarks/paper_speed.py --setting minatar --updates 200 --warmup 20    # the MinAtar preset
+    python benchmarks/paper_speed.py --setting minatar --updates 500 --warmup 50 --repeats 3   # the MinAtar preset
 
 `--setting paper` is the paper's stage 1 on Breakout: the full-size teacher, batch 256, 50 simulations, 99%
 reanalysis, the target refreshed every 200 updates, about one update per agent step (100k updates over the 98k
@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -76,6 +77,8 @@ class Args:
     """random transitions in the replay when a variant starts (the paper's random phase)"""
     device: str = "auto"
     """`auto`, `cpu`, `cuda`, ..."""
+    repeats: int = 1
+    """runs of each variant, alternating; the JSON keeps every run, the summary the median one"""
     seed: int = 1
     json_out: str | None = None
     """write the measurements here"""
@@ -189,7 +192,8 @@ def main(args: Args) -> dict:
     bad = [v for v in args.variants if v not in ("sync", "workers", "workers+graphs")]
     problems = ([f"unknown variants {bad}: choose from sync, workers, workers+graphs"] if bad else []) + \
         (["--updates must be >= 1"] if updates < 1 else []) + (["--warmup must be >= 1"] if warmup < 1 else []) + \
-        (["--fill-steps must be >= 1"] if args.fill_steps < 1 else [])
+        (["--fill-steps must be >= 1"] if args.fill_steps < 1 else []) + \
+        (["--repeats must be >= 1"] if args.repeats < 1 else [])
     if problems:
         raise SystemExit("bad arguments:\n  " + "\n  ".join(problems))
     variants = [v for v in args.variants if cuda or v != "workers+graphs"]
@@ -203,38 +207,45 @@ def main(args: Args) -> dict:
               "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
               "cpu_cores": cores, "torch": torch.__version__, "batch_size": base_train.batch_size,
               "num_simulations": base_train.num_simulations, "reanalyse_fraction": base_train.reanalyse_fraction,
-              "warmup_updates": warmup, "timed_updates": updates, "workers": n_workers, "variants": {}}
+              "warmup_updates": warmup, "timed_updates": updates, "repeats": args.repeats, "workers": n_workers,
+              "variants": {}}
     with tempfile.TemporaryDirectory(prefix="paper-speed-") as tmp:
         base = Path(tmp)
         t0 = time.perf_counter()
         index, filled = fill_replay(base_train, base / "fill", np.random.default_rng(args.seed))
         print(f"replay filled with {filled:,} random agent steps ({len(index['priorities']):,} transitions stored) "
               f"in {time.perf_counter() - t0:.1f} s")
-        for name in variants:
-            workers = 0 if name == "sync" else n_workers
-            # one torch thread per process that runs beside others; the synchronous loop alone gets every core
-            threads = 0 if workers == 0 else max(1, cores - workers - 1)
-            train = replace(base_train, workers=workers, cuda_graphs=name == "workers+graphs", threads=threads)
-            torch.set_num_threads(threads or cores)
-            r = run_variant(train, base, index, filled, warmup, updates, device)
-            r["threads_learner"] = torch.get_num_threads()
-            result["variants"][name] = r
-            print(f"{name:>15s}: {r['updates_per_second']:.3f} updates/s, {r['agent_steps_per_second']:.2f} agent "
-                  f"steps/s -> {r['hours_for_120k_updates']:.1f} h for 120k updates (self-play alone: "
-                  f"{r['selfplay_agent_steps_per_second']:.1f} agent steps/s while playing)")
-            print(f"{'':>17s}learner s/update: " + ", ".join(f"{k} {v:.3f}" for k, v in
-                                                             r["learner_seconds_per_update"].items()))
-            print(f"{'':>17s}work s/update:    " + ", ".join(f"{k} {v:.3f}" for k, v in
-                                                             r["work_seconds_per_update"].items()))
-            if r["cuda_graphs"]:
-                print(f"{'':>17s}CUDA graphs: {'; '.join(r['cuda_graphs'])}")
-            if cuda:
-                torch.cuda.empty_cache()
-    if "sync" in result["variants"]:
-        sync = result["variants"]["sync"]["updates_per_second"]
-        result["speedup_over_sync"] = {k: v["updates_per_second"] / sync for k, v in result["variants"].items()}
-        print("updates/s relative to sync: " + ", ".join(f"{k} {v:.2f}x"
-                                                        for k, v in result["speedup_over_sync"].items()))
+        runs: dict[str, list[dict]] = {name: [] for name in variants}
+        for repeat in range(args.repeats):  # variants alternate, so a slow spell of the machine hits them alike
+            for name in variants:
+                workers = 0 if name == "sync" else n_workers
+                # one torch thread per process that runs beside others; the synchronous loop alone gets every core
+                threads = 0 if workers == 0 else max(1, cores - workers - 1)
+                train = replace(base_train, workers=workers, cuda_graphs=name == "workers+graphs", threads=threads)
+                torch.set_num_threads(threads or cores)
+                r = run_variant(train, base, index, filled, warmup, updates, device)
+                r["threads_learner"] = torch.get_num_threads()
+                runs[name].append(r)
+                print(f"{name:>15s}: {r['updates_per_second']:.3f} updates/s, {r['agent_steps_per_second']:.2f} "
+                      f"agent steps/s -> {r['hours_for_120k_updates']:.1f} h for 120k updates (self-play alone: "
+                      f"{r['selfplay_agent_steps_per_second']:.1f} agent steps/s while playing)")
+                print(f"{'':>17s}learner s/update: " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                                 r["learner_seconds_per_update"].items()))
+                print(f"{'':>17s}work s/update:    " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                                 r["work_seconds_per_update"].items()))
+                if r["cuda_graphs"]:
+                    print(f"{'':>17s}CUDA graphs: {'; '.join(r['cuda_graphs'])}")
+                if cuda:
+                    torch.cuda.empty_cache()
+    # per variant: the run of median updates/s (all of its numbers from that one run), and every run
+    for name, rs in runs.items():
+        result["variants"][name] = {**sorted(rs, key=lambda r: r["updates_per_second"])[len(rs) // 2], "runs": rs}
+    if "sync" in runs:
+        result["speedup_over_sync"] = {  # median over repeats of the ratio within each repeat
+            name: statistics.median(r["updates_per_second"] / s["updates_per_second"]
+                                    for r, s in zip(rs, runs["sync"])) for name, rs in runs.items()}
+        print("updates/s relative to sync (median over repeats of the ratio within a repeat): " + ", ".join(
+            f"{k} {v:.2f}x" for k, v in result["speedup_over_sync"].items()))
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(result, indent=2))
