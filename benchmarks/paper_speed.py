@@ -1,7 +1,7 @@
 """How fast a training run goes, and where an update's time goes: the synchronous loop against --workers.
 
-    python benchmarks/paper_speed.py --json-out results/paper_speed_cpu.json         # this 2-core CPU: < 5 minutes
-    python benchmarks/paper_speed.py --workers 8 --json-out results/paper_speed_gpu.json   # a GPU box
+    python benchmarks/paper_speed.py --json-out results/speed/paper_speed_cpu.json        # this 2-core CPU: < 5 minutes
+    python benchmarks/paper_speed.py --workers 8 --json-out results/speed/paper_speed_gpu.json   # a GPU box
     python benchmarks/paper_speed.py --setting minatar --updates 500 --warmup 50 --repeats 3   # the MinAtar preset
 
 `--setting paper` is the paper's stage 1 on Breakout: the full-size teacher, batch 256, 50 simulations, 99%
