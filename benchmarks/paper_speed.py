@@ -6,7 +6,7 @@
 
 `--setting paper` is the paper's stage 1 on Breakout: the full-size teacher, batch 256, 50 simulations, 99%
 reanalysis, the target refreshed every 200 updates, about one update per agent step (100k updates over the 98k
-agent steps after the random phase). `--setting minatar` is the CPU preset of `results/minatar/run.sh`.
+agent steps after the random phase). `--setting minatar` is the CPU preset of `results/minatar/`.
 
 Each variant (`sync`: --workers 0; `workers`: --workers N; `workers+graphs`: also --cuda-graphs, CUDA only) starts
 from the same replay of `--fill-steps` random transitions (the random phase, played once) and fresh networks, then
@@ -54,7 +54,7 @@ from common.selfplay import SelfPlay  # noqa: E402
 from common.training import env_steps_allowed, record_steps, sgd_step, updates_due  # noqa: E402
 
 PAPER_UPDATES = 120_000
-# results/minatar/run.sh's preset (teacher): the MinAtar runs of the results table
+# the teacher of the minatar preset (common/presets.py): the MinAtar runs of the results table
 MINATAR_PRESET = dict(env_id="MinAtar/Breakout-v1", total_env_steps=20_000, train_updates=4_000, extra_updates=0,
                       batch_size=64, num_simulations=20, segment_length=200, reanalyse_fraction=0.0, lr_warmup=200)
 WORK = ("selfplay", "sample", "bootstrap", "search_net", "search_tree")

@@ -38,7 +38,7 @@ def test_the_committed_reports_are_found():
 def test_each_committed_report_is_rebuilt_from_its_summaries(report, tmp_path):
     summary_path = ROOT / report.replace("report.md", "summary.json")
     summary = json.loads(summary_path.read_text())
-    # a merged report comes from the summaries it names (as `run.sh report` merged them), any other from its own
+    # a merged report comes from the summaries it names (as 04_sweep.py merges them), any other from its own
     sources = [m["summary"] for m in summary["merged_from"]] if "merged_from" in summary else [
         summary_path.relative_to(ROOT).as_posix()]
     rebuilt = merge(sources, tmp_path)
