@@ -173,7 +173,7 @@ def environment_info(device: torch.device) -> dict:
 
     return {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": git("rev-parse", "HEAD"),
+        "git_commit": git("rev-parse", "HEAD") or os.environ.get("EZ_DISTILL_COMMIT", ""),  # Docker: no .git
         # uncommitted changes to the code (not to results/, which this script itself rewrites)
         "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

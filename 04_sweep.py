@@ -201,11 +201,13 @@ def die_with_parent() -> None:
 
 
 def git_commit(root: str) -> str:
+    """The repository's commit; in the Docker image, which has no .git, the one it was built from."""
     try:
-        return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              timeout=10).stdout.strip() or "unknown"
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
     except OSError:
-        return "unknown"
+        commit = ""
+    return commit or os.environ.get("EZ_DISTILL_COMMIT", "")[:7] or "unknown"
 
 
 def now() -> str:
@@ -336,7 +338,9 @@ def progress_callback(report_seconds: float):
         def _row(self, trial, **kw):
             row = self.rows.setdefault(trial.config["cell"]["cell"], {"stage": "-", "updates": None, "score": None,
                                                                        "phase": "", "failures": 0})
-            row.update(kw, status=trial.status)
+            row.update(kw, status=trial.status.lower())
+            if row["status"] == "terminated":  # ended: finished, or stopped (Ctrl-C) before the end
+                row["status"] = "done" if row["stage"] == "done" else "stopped"
             return row
 
         def on_trial_start(self, iteration, trials, trial, **info):
@@ -424,10 +428,11 @@ if __name__ == "__main__":
     from ray import tune
 
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # the trial runs the scripts from the repository
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables off (verbose=0): the sweep prints its own
     ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
-    print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs; "
-          f"each cell asks for {args.cpus_per_trial:g} CPUs and {args.gpus_per_trial:g} GPUs", flush=True)
+    print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPU(s), {ray.cluster_resources().get('GPU', 0):g} "
+          f"GPU(s); each cell reserves {args.cpus_per_trial:g} CPU(s) and {args.gpus_per_trial:g} GPU(s)", flush=True)
     tuner = tune.Tuner(
         tune.with_resources(trial, resources),
         param_space={"cell": tune.grid_search(cells)},
@@ -437,8 +442,8 @@ if __name__ == "__main__":
             storage_path=str((ROOT / args.runs_dir / name / "_ray").resolve()),
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
             callbacks=[progress_callback(args.report_seconds)], verbose=0))
-    results = tuner.fit()
-    failed = [r.config["cell"]["cell"] for r in results if r.error]
+    results = tuner.fit()  # returns on Ctrl-C too, with the cells that did not finish
+    failed = [r.config["cell"]["cell"] for r in results if r.error or (r.metrics or {}).get("stage") != "done"]
     ray.shutdown()
 
     # --- one report over every evaluated cell of the table ---------------------------------------------------

@@ -73,7 +73,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         budget={"*": _minatar_budget(20_000, 4_000, 1_000), "Asterix": _minatar_budget(40_000, 8_000, 2_000)},
         student=("--teacher-eval-episodes", "16"),
         evaluate=("--episodes", "32", "--num-simulations", "20", "--export-onnx"),
-        about="the CPU-scale table of results/minatar/ (about an hour per run on one CPU core pair)"),
+        about="the CPU-scale table of results/minatar/ (12-40 minutes per run on 2 CPU cores)"),
     Preset(
         name="atari-cpu", family="atari", games=("Breakout",), seeds=(1,), variants=(),
         # The Atari sanity run of results/minatar/: the largest budget that fits in about an hour of a 2-core CPU,
