@@ -17,17 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 from tqdm import tqdm
 
-from common.args import TrainArgs, check_resume_args, check_train_args
+from common.args import TrainArgs, check_resume_args, check_train_args, parse_args
 from common.envs import make_env
 from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer
-from common.runs import (Logger, ReplayStore, atomic_torch_save, load_checkpoint, make_run_name,
+from common.runs import (Logger, ReplayStore, atomic_torch_save, claim_run_dir, finished, load_checkpoint,
                          pick_device, rng_state, set_rng_state)
 from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, sgd_step, train_scalars,
                              updates_due)
@@ -57,7 +56,7 @@ def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: di
 
 # =============================================================================================================
 if __name__ == "__main__":
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)  # tyro; a usage error is one line, exit code 2
     check_train_args(args)
     device = pick_device(args.device)
     if args.threads > 0:
@@ -68,11 +67,12 @@ if __name__ == "__main__":
         run_dir = Path(args.resume)
         ckpt = load_checkpoint(run_dir / "teacher.pt", "teacher")
         check_resume_args(ckpt["args"], args, run_dir)
-        run_name = run_dir.name
+        if finished(run_dir, ckpt, args.train_updates + args.extra_updates, args.total_env_steps):
+            print(f"{run_dir} is finished: {ckpt['counters']['updates']:,} updates, final evaluation in "
+                  f"{run_dir / 'eval.json'}; nothing to do")
+            raise SystemExit(0)
     else:
-        run_name = make_run_name(args.env_id, args.exp_name, args.seed)
-        run_dir = Path(args.run_dir) / run_name
-        ckpt = None
+        run_dir, ckpt = None, None  # created below, once the game is known to exist
 
     # --- seeding ---------------------------------------------------------------------------------------------
     rng = np.random.default_rng(args.seed)
@@ -83,7 +83,8 @@ if __name__ == "__main__":
     family, game, num_actions, obs_shape = probe.family, probe.game, probe.num_actions, probe.obs_shape
     probe.close()
     augment = args.augment if args.augment is not None else family == "atari"
-    run_dir.mkdir(parents=True, exist_ok=bool(args.resume))  # only once the game is known to exist
+    if run_dir is None:  # claimed atomically: never shared with a run started in the same second
+        run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
 
     # --- networks --------------------------------------------------------------------------------------------
     overrides = {k: v for k, v in (("channels", args.channels), ("lstm_hidden", args.lstm_hidden),
@@ -122,7 +123,7 @@ if __name__ == "__main__":
     del ckpt
 
     logger = Logger(run_dir, args, track=args.track, project=args.wandb_project_name, entity=args.wandb_entity,
-                    run_name=run_name, resume=bool(args.resume))
+                    run_name=run_dir.name, resume=bool(args.resume))
     print(f"run {run_dir} | {game} ({family}), {num_actions} actions, input {obs_shape}, device {device}")
     print(f"teacher: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
           f"{args.total_env_steps:,} env steps, {total_updates:,} updates of batch {args.batch_size}, "

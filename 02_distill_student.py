@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 from tqdm import tqdm
 
-from common.args import TrainArgs, check_resume_args, check_train_args
+from common.args import (TrainArgs, at_least, check_resume_args, parse_args, train_args_problems,
+                         usage_error)
 from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, distillation_terms, heldout_agreement,
                             load_teacher, search_actions, teacher_unroll)
 from common.envs import make_env
@@ -36,7 +36,7 @@ from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, count_
                              default_config)
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer
-from common.runs import (Logger, ReplayStore, atomic_torch_save, load_checkpoint, make_run_name,
+from common.runs import (Logger, ReplayStore, atomic_torch_save, claim_run_dir, finished, load_checkpoint,
                          pick_device, rng_state, set_rng_state)
 from common.search import run_search
 from common.selfplay import SelfPlay, evaluate
@@ -101,22 +101,27 @@ class Args(TrainArgs):
 
 
 def check_args(args: Args) -> None:
-    check_train_args(args)
-    problems = []
+    problems = train_args_problems(args)
     if not args.teacher:
         problems.append("--teacher PATH is required (a teacher.pt written by 01_pretrain_teacher.py)")
     if args.data not in ("self-play", "teacher-buffer"):
         problems.append("--data must be `self-play` or `teacher-buffer`")
     if args.response_target not in ("policy", "search"):
         problems.append("--response-target must be `policy` or `search`")
-    if args.tau <= 0 or (args.tau_end is not None and args.tau_end <= 0):
+    if not args.tau > 0 or (args.tau_end is not None and not args.tau_end > 0):
         problems.append("--tau and --tau-end must be > 0")
     if args.kd_alpha is not None and not 0 <= args.kd_alpha <= 1:
         problems.append("--kd-alpha must be in [0, 1]")
-    if min(getattr(args, f) for f in WEIGHT_FLAGS.values()) < 0:
-        problems.append("distillation weights must be >= 0")
+    problems += at_least(args, 0, *WEIGHT_FLAGS.values())  # the distillation weights
+    if args.student_block not in ("inverted_residual", "residual"):
+        problems.append(f"--student-block must be `inverted_residual` or `residual` (got {args.student_block!r})")
+    problems += at_least(args, 1, "expand_ratio", "num_blocks", "proj_hidden", "proj_out", "pred_hidden",
+                         optional=True)
+    problems += at_least(args, 0, "value_distill_weight")
+    if args.data == "teacher-buffer":
+        problems += at_least(args, 1, "teacher_buffer_steps")
     if problems:
-        raise SystemExit("bad arguments:\n  " + "\n  ".join(problems))
+        usage_error(problems)
 
 
 def student_config(args: Args, family: str, obs_shape, num_actions: int) -> NetConfig:
@@ -161,7 +166,7 @@ def save_checkpoint(path: Path, net, target_net, adapter, optimizer, scaler, cou
 
 # =============================================================================================================
 if __name__ == "__main__":
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)  # tyro; a usage error is one line, exit code 2
     check_args(args)
     device = pick_device(args.device)
     if args.threads > 0:
@@ -174,11 +179,12 @@ if __name__ == "__main__":
         run_dir = Path(args.resume)
         ckpt = load_checkpoint(run_dir / "student.pt", "student")
         check_resume_args(ckpt["args"], args, run_dir)
-        run_name = run_dir.name
+        if finished(run_dir, ckpt, args.train_updates + args.extra_updates, args.total_env_steps):
+            print(f"{run_dir} is finished: {ckpt['counters']['updates']:,} updates, final evaluation in "
+                  f"{run_dir / 'eval.json'}; nothing to do")
+            raise SystemExit(0)
     else:
-        run_name = make_run_name(args.env_id, args.exp_name, args.seed)
-        run_dir = Path(args.run_dir) / run_name
-        ckpt = None
+        run_dir, ckpt = None, None  # created below, once the game is known to exist
 
     # --- seeding ---------------------------------------------------------------------------------------------
     rng = np.random.default_rng(args.seed)
@@ -203,7 +209,8 @@ if __name__ == "__main__":
                          "--no-adapters, match the widths, or set --feature-latent-weight 0 --feature-lstm-weight 0")
     if len({(t.config.channels, t.config.lstm_hidden, t.config.support_size) for t in teachers}) > 1:
         raise SystemExit("an ensemble of teachers must share latent channels, LSTM width and support size")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir is None:  # claimed atomically: never shared with a run started in the same second
+        run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
     net = EfficientZeroNet(net_cfg).to(device)
     target_net = EfficientZeroNet(net_cfg).to(device)
     target_net.load_state_dict(net.state_dict())
@@ -242,7 +249,7 @@ if __name__ == "__main__":
         replay = ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha)
     del ckpt
     logger = Logger(run_dir, args, track=args.track, project=args.wandb_project_name, entity=args.wandb_entity,
-                    run_name=run_name, resume=bool(args.resume))
+                    run_name=run_dir.name, resume=bool(args.resume))
     print(f"run {run_dir} | {game} ({family}), {num_actions} actions, input {obs_shape}, device {device}")
     print(f"teacher: {count_params(teachers[0]):,} parameters ({count_acting_params(teachers[0]):,} acting)"
           f"{f' x {len(teachers)} (ensemble)' if len(teachers) > 1 else ''}, frozen")

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 from tqdm import tqdm
 
+from common.args import at_least, not_finite, parse_args, usage_error
 from common.distill import WEIGHT_FLAGS, heldout_agreement
 from common.envs import load_reference_scores, make_env
 from common.mcts import MCTSConfig
@@ -316,12 +316,27 @@ def write_outputs(summary: dict, out_dir: Path) -> list[str]:
     return plots
 
 
+def check_args(args: Args) -> None:
+    """Impossible flag values fail before anything is played or written, all listed at once (exit code 2)."""
+    problems = not_finite(args)
+    if bool(args.checkpoints) == bool(args.merge):
+        problems.append("--checkpoints or --merge: give checkpoints (--checkpoints runs/<run>/teacher.pt [...]) or "
+                        "earlier summaries (--merge results/<name>/summary.json [...]), not both")
+    if not args.name or "/" in args.name:
+        problems.append(f"--name {args.name!r}: a non-empty folder name without '/'")
+    problems += at_least(args, 1, "episodes", "max_steps", "num_simulations", "latency_repeats", "agreement_states")
+    problems += at_least(args, 1, "search_chunk_size", "robustness_episodes", optional=True)
+    problems += at_least(args, 0, "first_seed", "seed", "threads", "obs_noise")
+    if not 0 <= args.sticky_prob <= 1:
+        problems.append(f"--sticky-prob must be in [0, 1] (got {args.sticky_prob})")
+    if problems:
+        usage_error(problems)
+
+
 # =============================================================================================================
 if __name__ == "__main__":
-    args = tyro.cli(Args, description=__doc__)
-    if bool(args.checkpoints) == bool(args.merge):
-        raise SystemExit("give checkpoints (--checkpoints runs/<run>/teacher.pt [...]) or earlier summaries "
-                         "(--merge results/<name>/summary.json [...]), not both")
+    args = parse_args(Args, __doc__)  # tyro; a usage error is one line, exit code 2
+    check_args(args)
     if args.merge:  # no playing: the report of several earlier calls, from their summaries alone
         out_dir = Path(args.out_dir) / args.name
         protocol, rows, agreements, measured_random, notes, sources = merge_summaries(args.merge)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import tyro
 
+from common.args import one_line, parse_args
 from common.envs import resolve_env_id
 from common.presets import PRESETS, VARIANTS, Preset, expand_games
 
@@ -176,11 +177,7 @@ def check_stage_flags(cells: list[dict]) -> None:
                     checks[st["kind"]](parsed)
             except SystemExit as e:
                 message = e.code if isinstance(e.code, str) else text.getvalue()  # a check's, or tyro's box
-                lines = [ln.strip(" │╭╮╰╯") for ln in message.splitlines()]
-                lines = [ln for ln in lines if ln.strip("─-") and ln != "bad arguments:"]
-                parser = [ln for ln in lines if ln.startswith(("Error parsing", "Unrecognized options:"))]
-                fail(f"{st['script']} refuses the flags of cell {cell['cell']} ({st['stage']}): "
-                     + "; ".join(parser[:1] or lines))
+                fail(f"{st['script']} refuses the flags of cell {cell['cell']} ({st['stage']}): {one_line(message)}")
             if st["kind"] != "evaluate" and parsed.final_eval_episodes < 1:
                 fail(f"{st['stage']} of {cell['cell']}: the sweep needs --final-eval-episodes >= 1 (a run's "
                      f"eval.json is how it knows the run finished)")
@@ -390,7 +387,7 @@ def progress_callback(report_seconds: float):
 
 # =============================================================================================================
 if __name__ == "__main__":
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     if args.preset not in PRESETS:
         fail(f"unknown preset {args.preset!r}: use {', '.join(PRESETS)}")
     preset = PRESETS[args.preset]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+import sys
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -142,39 +145,103 @@ RESUMABLE_CHANGES = {"resume", "device", "threads", "track", "wandb_project_name
                      "search_chunk_size", "run_dir", "workers", "cuda_graphs"}
 
 
-def check_train_args(args: TrainArgs) -> None:
-    """Impossible flag values fail before anything runs, all listed at once."""
-    problems = []
-    if args.num_simulations < 1:
-        problems.append("--num-simulations must be >= 1")
-    if args.num_envs < 1:
-        problems.append("--num-envs must be >= 1")
-    if args.batch_size < 1:
-        problems.append("--batch-size must be >= 1")
+def parse_args(cls, description: str | None = None):
+    """tyro.cli, with its usage errors (unknown flag, a value of the wrong type) as one line and exit code 2."""
+    import contextlib
+    import io
+
+    import tyro
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = tyro.cli(cls, description=description)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            print(one_line(err.getvalue()), file=sys.stderr)
+        raise SystemExit(e.code) from None
+    except BrokenPipeError:  # `--help | head` closed the pipe: nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None
+    sys.stderr.write(err.getvalue())  # warnings of a parse that worked
+    return args
+
+
+def one_line(message: str) -> str:
+    """The message of tyro's error box (or of a check's list) on one line."""
+    lines = [ln.strip(" │╭╮╰╯") for ln in message.splitlines()]
+    lines = [ln for ln in lines if ln.strip("─-") and ln != "bad arguments:" and not ln.startswith(
+        ("For full helptext", "Argument helptext"))]
+    parser = [ln for ln in lines if ln.startswith(("Error parsing", "Unrecognized options:", "Required options"))]
+    return "; ".join(parser[:1] or lines) or message.strip()
+
+
+def usage_error(problems: list[str]) -> None:
+    """Bad flags: every problem on a line of its own, exit code 2 (a usage error), before anything is created."""
+    print("bad arguments:\n  " + "\n  ".join(problems), file=sys.stderr)
+    raise SystemExit(2)
+
+
+def at_least(args, minimum: float, *flags: str, optional: bool = False) -> list[str]:
+    """'--flag must be >= minimum' for each flag below it (None passes when the flag is optional)."""
+    return [f"--{f.replace('_', '-')} must be >= {minimum:g} (got {getattr(args, f)})" for f in flags
+            if not (optional and getattr(args, f) is None) and not getattr(args, f) >= minimum]
+
+
+def not_finite(args) -> list[str]:
+    """'--flag must be a finite number' for every float flag that is nan or infinite."""
+    return [f"--{k.replace('_', '-')} must be a finite number (got {v})" for k, v in vars(args).items()
+            if isinstance(v, float) and not math.isfinite(v)]
+
+
+def train_args_problems(args: TrainArgs) -> list[str]:
+    """Every impossible value of the shared training flags, and the game, as one line each."""
+    from common.envs import resolve_env_id
+
+    problems = not_finite(args)
+    try:
+        resolve_env_id(args.env_id)
+    except ValueError as e:
+        problems.append(f"--env-id: {e}")
+    if not args.exp_name or "/" in args.exp_name or "__" in args.exp_name:
+        problems.append(f"--exp-name {args.exp_name!r}: a non-empty name without '/' or '__' (it names the run "
+                        "directory)")
+    problems += at_least(args, 1, "num_simulations", "num_envs", "batch_size", "num_unroll_steps", "td_steps",
+                         "td_age_per_step", "segment_length", "replay_capacity", "total_env_steps",
+                         "target_update_interval", "lr_decay_steps", "checkpoint_interval", "eval_max_steps")
+    problems += at_least(args, 1, "channels", "lstm_hidden", "search_chunk_size", optional=True)
+    problems += at_least(args, 0, "seed", "random_transitions", "train_updates", "extra_updates", "lr_warmup",
+                         "threads", "eval_interval", "eval_episodes", "final_eval_episodes", "weight_decay",
+                         "value_prefix_weight", "policy_weight", "value_weight", "consistency_weight",
+                         "priority_alpha", "workers")
+    if not args.lr > 0 or not args.lr_decay_rate > 0 or not args.max_grad_norm > 0:
+        problems.append("--lr, --lr-decay-rate and --max-grad-norm must be > 0")
+    if not 0 <= args.momentum < 1:
+        problems.append(f"--momentum must be in [0, 1) (got {args.momentum})")
+    if not 0 <= args.priority_beta <= 1:
+        problems.append(f"--priority-beta must be in [0, 1] (got {args.priority_beta})")
+    if not 0 <= args.reanalyse_fraction <= 1:
+        problems.append(f"--reanalyse-fraction must be in [0, 1] (got {args.reanalyse_fraction})")
     if args.batch_size > min(args.replay_capacity, args.total_env_steps):
         problems.append(f"--batch-size {args.batch_size} is larger than the buffer can serve "
                         f"(min of --replay-capacity {args.replay_capacity} and "
                         f"--total-env-steps {args.total_env_steps})")
-    if not 0 <= args.reanalyse_fraction <= 1:
-        problems.append("--reanalyse-fraction must be in [0, 1]")
     if args.random_transitions >= args.total_env_steps:
         problems.append("--random-transitions must be smaller than --total-env-steps")
-    if args.train_updates < 0 or args.extra_updates < 0 or args.train_updates + args.extra_updates < 1:
-        problems.append("--train-updates and --extra-updates must be >= 0 and give at least one update")
-    if args.num_unroll_steps < 1 or args.td_steps < 1:
-        problems.append("--num-unroll-steps and --td-steps must be >= 1")
-    if args.segment_length < 1:
-        problems.append("--segment-length must be >= 1")
-    if args.final_eval_episodes < 0 or args.eval_episodes < 0:
-        problems.append("evaluation episode counts must be >= 0")
-    if args.workers < 0:
-        problems.append("--workers must be >= 0")
-    elif 2 * args.workers > args.target_update_interval:
+    if args.train_updates + args.extra_updates < 1:
+        problems.append("--train-updates and --extra-updates must give at least one update")
+    if args.workers >= 0 and 2 * args.workers > args.target_update_interval:
         problems.append(f"--workers {args.workers} prepares up to {2 * args.workers} batches ahead, more than "
                         f"--target-update-interval {args.target_update_interval}: a batch could be reanalysed with a "
                         "target network older than the previous refresh")
+    return problems
+
+
+def check_train_args(args: TrainArgs) -> None:
+    """Impossible flag values fail before anything runs, all listed at once (exit code 2)."""
+    problems = train_args_problems(args)
     if problems:
-        raise SystemExit("bad arguments:\n  " + "\n  ".join(problems))
+        usage_error(problems)
 
 
 def check_resume_args(stored: dict, args: TrainArgs, run_dir) -> None:

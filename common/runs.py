@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,26 @@ from common.envs import human_normalized_score, load_reference_scores
 from common.replay import ReplayBuffer, Segment, frames_path
 
 
-def make_run_name(env_id: str, exp_name: str, seed: int) -> str:
-    return f"{env_id.replace('/', '-')}__{exp_name}__{seed}__{int(time.time())}"
+def claim_run_dir(parent: Path, env_id: str, exp_name: str, seed: int) -> Path:
+    """Create a new run directory `<env>__<exp_name>__<seed>__<time>`, atomically: mkdir either creates it or
+    fails, so two runs started in the same second never share one (the later takes the next free second)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = int(time.time())
+    while True:
+        path = parent / f"{env_id.replace('/', '-')}__{exp_name}__{seed}__{stamp}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            stamp += 1
+
+
+def finished(run_dir: Path, ckpt: dict, total_updates: int, total_env_steps: int) -> bool:
+    """A run whose counters reached its budget and whose final evaluation is written."""
+    c = ckpt["counters"]
+    return (c["updates"] >= total_updates and c["env_steps"] >= total_env_steps
+            and (Path(run_dir) / "eval.json").exists())
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -37,12 +56,18 @@ def load_checkpoint(path: Path, kind: str | None) -> dict:
     """Load a checkpoint written by ez-distill with weights_only=True; `kind` is 'teacher', 'student', or None
     for either."""
     path = Path(path)
+    if path.is_dir():
+        raise SystemExit(f"checkpoint {path} is a directory, not a teacher.pt or student.pt file")
     if not path.is_file():
         raise SystemExit(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not one of ours"
-        raise SystemExit(f"{path} is not an ez-distill checkpoint ({type(e).__name__}: {e})") from None
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: the refusal below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure of the safe loader means "not one of ours"
+        # torch's own message suggests loading unsafely, the one thing never to do with an unknown file
+        raise SystemExit(f"{path} is not an ez-distill checkpoint: it is not a file of tensors and plain values "
+                         "that loads safely (weights_only=True); refused") from None
     wanted = (kind,) if kind else ("teacher", "student")
     if not isinstance(ckpt, dict) or ckpt.get("kind") not in wanted:
         found = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__

@@ -1,0 +1,155 @@
+"""Bad input as a hostile user gives it: one clear error per problem and exit code 2, never a traceback, and no run
+directory left behind; generated command lines (hypothesis) for every script; runs never share a directory; a
+finished run given to --resume changes nothing; unsafe or foreign checkpoints are refused in one line."""
+
+import contextlib
+import io
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from common.runs import claim_run_dir
+from tests.conftest import ROOT, TINY, run_script
+
+# Values a hostile user types: zero, negative, small, not a number, not finite (no large ones: a run that is
+# fine must stay quick).
+INT_VALUES = ["-3", "-1", "0", "1", "2", "x", "1.5", ""]
+FLOAT_VALUES = ["-1", "0", "0.5", "1", "2", "nan", "inf", "-inf", "x"]
+TRAIN_INTS = ["num-simulations", "num-envs", "batch-size", "num-unroll-steps", "td-steps", "td-age-per-step",
+              "segment-length", "replay-capacity", "total-env-steps", "random-transitions", "train-updates",
+              "extra-updates", "target-update-interval", "lr-warmup", "lr-decay-steps", "checkpoint-interval",
+              "eval-interval", "eval-episodes", "final-eval-episodes", "eval-max-steps", "channels", "lstm-hidden",
+              "search-chunk-size", "threads", "seed"]  # --workers > 0 starts processes: tests/test_pipeline.py
+TRAIN_FLOATS = ["lr", "lr-decay-rate", "momentum", "weight-decay", "max-grad-norm", "value-prefix-weight",
+                "policy-weight", "value-weight", "consistency-weight", "priority-alpha", "priority-beta",
+                "reanalyse-fraction"]
+STUDENT_INTS = ["expand-ratio", "num-blocks", "proj-hidden", "proj-out", "pred-hidden"]
+STUDENT_FLOATS = ["response-weight", "tau", "tau-end", "feature-latent-weight", "feature-lstm-weight",
+                  "value-distill-weight", "kd-alpha"]
+EVAL_INTS = ["episodes", "first-seed", "max-steps", "num-simulations", "search-chunk-size", "latency-repeats",
+             "agreement-states", "robustness-episodes", "threads"]
+EVAL_FLOATS = ["sticky-prob", "obs-noise"]
+
+
+def flag_values(ints: list[str], floats: list[str]):
+    """1-3 (flag, value) pairs of the given flags, each value bad or borderline."""
+    pair = st.one_of(st.tuples(st.sampled_from(ints), st.sampled_from(INT_VALUES)),
+                     st.tuples(st.sampled_from(floats), st.sampled_from(FLOAT_VALUES)))
+    return st.lists(pair, min_size=1, max_size=3, unique_by=lambda p: p[0])
+
+
+def run_in_process(script: str, argv: list[str]) -> tuple[int, str]:
+    """Run a script's main block here (no interpreter start-up per example): (exit code, stdout + stderr). Any
+    exception other than SystemExit propagates: that is a traceback the user would have seen."""
+    out = io.StringIO()
+    old_argv = sys.argv
+    sys.argv = [str(ROOT / script), *argv]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            out.write(e.code)
+    finally:
+        sys.argv = old_argv
+    return code, out.getvalue()
+
+
+def check_outcome(code: int, text: str, run_parent: Path) -> None:
+    assert "Traceback" not in text, text
+    if code != 0:
+        lines = text.strip().splitlines()
+        assert lines, "a failure without a message"
+        assert not any(run_parent.iterdir()), f"a failed call left {list(run_parent.iterdir())}"
+        # one line, or the list of bad flags: one line per problem
+        assert len(lines) == 1 or (lines[0] == "bad arguments:" and all(ln.startswith("  --") for ln in lines[1:])), \
+            text
+
+
+def fresh(tmp: Path) -> Path:
+    for p in sorted(tmp.rglob("*"), reverse=True):  # hypothesis reuses the folder: empty it between examples
+        p.rmdir() if p.is_dir() else p.unlink()
+    return tmp
+
+
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+                derandomize=True)
+# the tiny budget of the CI runs on the toy game, smaller still: a call that passes the checks trains for a moment
+BASE = ["--env-id", "Toy/Catch-v0", *TINY[:-2], "--threads", "1"]
+
+
+@FUZZ
+@given(pairs=flag_values(TRAIN_INTS, TRAIN_FLOATS))
+def test_generated_teacher_command_lines(tmp_path, pairs):
+    runs = fresh(tmp_path)
+    extra = [x for f, v in pairs for x in (f"--{f}", v)]
+    check_outcome(*run_in_process("01_pretrain_teacher.py", [*BASE, "--run-dir", str(runs), *extra]), runs)
+
+
+@FUZZ
+@given(pairs=flag_values(TRAIN_INTS + STUDENT_INTS, TRAIN_FLOATS + STUDENT_FLOATS))
+def test_generated_student_command_lines(tmp_path, tiny_teacher, pairs):
+    runs = fresh(tmp_path)
+    extra = [x for f, v in pairs for x in (f"--{f}", v)]
+    argv = [*BASE, "--env-id", "MinAtar/Breakout-v1", "--teacher", str(tiny_teacher), "--teacher-eval-episodes", "2",
+            "--run-dir", str(runs), *extra]
+    check_outcome(*run_in_process("02_distill_student.py", argv), runs)
+
+
+@FUZZ
+@given(pairs=flag_values(EVAL_INTS, EVAL_FLOATS))
+def test_generated_evaluate_command_lines(tmp_path, tiny_teacher, pairs):
+    out = fresh(tmp_path)
+    extra = [x for f, v in pairs for x in (f"--{f}", v)]
+    argv = ["--checkpoints", str(tiny_teacher), "--episodes", "1", "--num-simulations", "2", "--max-steps", "50",
+            "--latency-repeats", "1", "--no-cost", "--no-robustness", "--no-progress", "--threads", "1",
+            "--out-dir", str(out), *extra]
+    check_outcome(*run_in_process("03_evaluate.py", argv), out)
+
+
+@pytest.mark.parametrize("script, flags, lines", [
+    ("01_pretrain_teacher.py", ["--checkpoint-interval", "0", "--lr-decay-steps", "0", "--channels", "0"],
+     ["--checkpoint-interval must be >= 1", "--lr-decay-steps must be >= 1", "--channels must be >= 1"]),
+    ("01_pretrain_teacher.py", ["--env-id", "MinAtar/Nope-v1"], ["--env-id: unknown MinAtar game"]),
+    ("02_distill_student.py", ["--student-block", "foo", "--expand-ratio", "0", "--tau", "nan", "--teacher", "x"],
+     ["--student-block must be", "--expand-ratio must be >= 1", "--tau must be a finite number"]),
+    ("03_evaluate.py", ["--checkpoints", "x", "--latency-repeats", "0", "--sticky-prob", "2"],
+     ["--latency-repeats must be >= 1", "--sticky-prob must be in [0, 1]"]),
+])
+def test_every_problem_is_listed_with_exit_code_2(tmp_path, script, flags, lines):
+    folder = ["--out-dir" if script == "03_evaluate.py" else "--run-dir", str(tmp_path)]
+    code, text = run_in_process(script, [*folder, *flags])
+    assert code == 2 and "Traceback" not in text
+    for line in lines:
+        assert line in text, text
+    assert not any(tmp_path.iterdir())
+
+
+def test_runs_started_in_the_same_second_never_share_a_directory(tmp_path):
+    dirs = [claim_run_dir(tmp_path, "Toy/Catch-v0", "teacher", 1) for _ in range(5)]
+    assert len(set(dirs)) == 5 and all(d.is_dir() for d in dirs)
+    assert [int(d.name.rsplit("__", 1)[1]) for d in dirs] == sorted(int(d.name.rsplit("__", 1)[1]) for d in dirs)
+
+
+def test_resuming_a_finished_run_changes_nothing(tiny_teacher):
+    run_dir = tiny_teacher.parent
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    r = run_script("01_pretrain_teacher.py", ["--env-id", "MinAtar/Breakout-v1", *TINY, "--resume", str(run_dir)],
+                   run_dir.parent)
+    assert r.returncode == 0 and "is finished" in r.stdout, r.stdout + r.stderr
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("content", [b"\x80\x04\x95" + bytes(range(60)), b"not a checkpoint at all"])
+def test_a_foreign_or_unsafe_checkpoint_is_refused_in_one_line(tmp_path, content):
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(content)
+    code, text = run_in_process("03_evaluate.py", ["--checkpoints", str(bad), "--out-dir", str(tmp_path / "out")])
+    assert code != 0 and text.strip().count("\n") == 0, text
+    assert "weights_only=False" not in text and "refused" in text
