@@ -187,8 +187,9 @@ if __name__ == "__main__":
             if bad:
                 bar.close()
                 raise SystemExit(f"non-finite loss at update {updates}: {', '.join(bad)} = "
-                                 f"{', '.join(str(terms[k].item()) for k in bad)}. The last good checkpoint "
-                                 f"({ckpt_path}) is untouched; lower --lr or check the inputs.")
+                                 f"{', '.join(str(terms[k].item()) for k in bad)}. "
+                                 + (f"The last good checkpoint ({ckpt_path}) is untouched" if ckpt_path.exists()
+                                    else "No checkpoint was written yet") + "; lower --lr or check the inputs.")
             grad_norm = sgd_step(optimizer, scaler, loss, args)  # 1/K gradient scale, clip at 5
 
             # --- 6. priorities = |v_0 - z_0| + eps -----------------------------------------------------------

@@ -385,8 +385,9 @@ if __name__ == "__main__":
             bad = [k for k, v in all_terms.items() if not torch.isfinite(v)] + ([] if torch.isfinite(loss) else ["sum"])
             if bad:
                 bar.close()
-                raise SystemExit(f"non-finite loss at update {updates}: {', '.join(bad)}. The last good checkpoint "
-                                 f"({ckpt_path}) is untouched; lower --lr or the distillation weights.")
+                raise SystemExit(f"non-finite loss at update {updates}: {', '.join(bad)}. "
+                                 + (f"The last good checkpoint ({ckpt_path}) is untouched" if ckpt_path.exists()
+                                    else "No checkpoint was written yet") + "; lower --lr or the distillation weights.")
             grad_norm = sgd_step(optimizer, scaler, loss, args)  # 1/K gradient scale, as stage 1; adapters too
             replay.update_priorities(ids, (value0 - batch.value[:, 0]).abs().cpu().numpy() + 1e-6)
             counters["updates"] += 1

@@ -316,6 +316,14 @@ def write_outputs(summary: dict, out_dir: Path) -> list[str]:
     return plots
 
 
+def make_out_dir(out_dir: Path) -> None:
+    """The report's folder, or one line saying why it cannot be made (read-only, no permission, disk full)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"cannot create the report folder {out_dir}: {e.strerror or e}") from None
+
+
 def check_args(args: Args) -> None:
     """Impossible flag values fail before anything is played or written, all listed at once (exit code 2)."""
     problems = not_finite(args)
@@ -340,7 +348,7 @@ if __name__ == "__main__":
     if args.merge:  # no playing: the report of several earlier calls, from their summaries alone
         out_dir = Path(args.out_dir) / args.name
         protocol, rows, agreements, measured_random, notes, sources = merge_summaries(args.merge)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_out_dir(out_dir)
         summary = {**environment_info(torch.device("cpu")), "args": asdict(args), "protocol": protocol,
                    "merged_from": sources, **assemble(rows, agreements, measured_random, notes)}
         plots = write_outputs(summary, out_dir)
@@ -361,7 +369,7 @@ if __name__ == "__main__":
     for m in models:  # two runs of one experiment and seed: tell them apart by their run directory
         if labels.count(m.label) > 1:
             m.label = f"{m.label}/{m.path.parent.name}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     info = environment_info(device)
     mcts = MCTSConfig(num_simulations=args.num_simulations)
     print(f"{len(models)} checkpoint(s) -> {out_dir} | {args.episodes} episodes each, {args.num_simulations} "

@@ -27,15 +27,17 @@ def claim_run_dir(parent: Path, env_id: str, exp_name: str, seed: int) -> Path:
     """Create a new run directory `<env>__<exp_name>__<seed>__<time>`, atomically: mkdir either creates it or
     fails, so two runs started in the same second never share one (the later takes the next free second)."""
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
     stamp = int(time.time())
     while True:
         path = parent / f"{env_id.replace('/', '-')}__{exp_name}__{seed}__{stamp}"
         try:
+            parent.mkdir(parents=True, exist_ok=True)
             path.mkdir()
             return path
         except FileExistsError:
             stamp += 1
+        except OSError as e:  # read-only, no permission, disk full
+            raise SystemExit(f"cannot create the run directory {path}: {e.strerror or e}") from None
 
 
 def finished(run_dir: Path, ckpt: dict, total_updates: int, total_env_steps: int) -> bool:
@@ -45,11 +47,23 @@ def finished(run_dir: Path, ckpt: dict, total_updates: int, total_env_steps: int
             and (Path(run_dir) / "eval.json").exists())
 
 
+def write_failed(path: Path, e: Exception) -> SystemExit:
+    """The one-line error of a write that failed (disk full, read-only, no permission)."""
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1]
+    return SystemExit(f"cannot write {path}: {reason}")
+
+
 def atomic_torch_save(obj, path: Path) -> None:
-    """Write to a temporary file and rename: a reader (or a resume after kill -9) never sees half a file."""
+    """Write to a temporary file and rename: a reader (or a resume after kill -9) never sees half a file. A write
+    that fails (disk full, ...) leaves no temporary file and the previous checkpoint as it was."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError of its zip writer
+        tmp.unlink(missing_ok=True)
+        kept = f"; the previous checkpoint {path} is untouched" if path.exists() else ""
+        raise SystemExit(f"{write_failed(path, e).code}{kept}") from None
 
 
 def load_checkpoint(path: Path, kind: str | None) -> dict:
@@ -131,7 +145,11 @@ class ReplayStore:
 
     def push(self, buffer: ReplayBuffer, seg: Segment) -> None:
         self.delete(buffer.total_pushed)  # leftovers of a run killed before its checkpoint named them
-        seg.save(self.path(buffer.total_pushed))
+        try:
+            seg.save(self.path(buffer.total_pushed))
+        except OSError as e:  # disk full: no half segment stays behind (the last checkpoint does not name it)
+            self.delete(buffer.total_pushed)
+            raise write_failed(self.path(buffer.total_pushed), e) from None
         evicted = buffer.push(seg)
         self.pending_delete += [(first_id, buffer.total_pushed) for first_id in evicted]
 
@@ -165,7 +183,12 @@ class ReplayStore:
             p = self.path(first_id)
             if not p.is_file():
                 raise SystemExit(f"replay segment {p} named by the checkpoint is missing; cannot resume")
-            buf.segments.append(Segment.load(p))
+            try:
+                buf.segments.append(Segment.load(p))
+            except Exception as e:  # noqa: BLE001 - truncated, emptied or overwritten: any of numpy's errors
+                raise SystemExit(f"replay segment {p} (or its .frames.npy) is damaged ({type(e).__name__}): the "
+                                 "run cannot resume without it; put the file back from a copy, or start a new run"
+                                 ) from None
         buf.first_ids = list(index["first_ids"])
         buf.priorities = index["priorities"].numpy().astype(np.float64)
         buf.first_live_id, buf.total_pushed = index["first_live_id"], index["total_pushed"]

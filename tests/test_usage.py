@@ -153,3 +153,48 @@ def test_a_foreign_or_unsafe_checkpoint_is_refused_in_one_line(tmp_path, content
     code, text = run_in_process("03_evaluate.py", ["--checkpoints", str(bad), "--out-dir", str(tmp_path / "out")])
     assert code != 0 and text.strip().count("\n") == 0, text
     assert "weights_only=False" not in text and "refused" in text
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_and_no_temporary_file(tmp_path, monkeypatch):
+    import torch
+
+    from common.runs import atomic_torch_save
+
+    path = tmp_path / "teacher.pt"
+    atomic_torch_save({"kind": "teacher", "n": 1}, path)
+
+    def disk_full(obj, f):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(SystemExit) as e:
+        atomic_torch_save({"kind": "teacher", "n": 2}, path)
+    assert f"cannot write {path}" in e.value.code and "untouched" in e.value.code and "\n" not in e.value.code
+    assert [p.name for p in tmp_path.iterdir()] == ["teacher.pt"]
+    assert torch.load(path, weights_only=True)["n"] == 1
+
+
+def test_an_unwritable_run_folder_is_one_line(tmp_path, monkeypatch):
+    def read_only(self, *a, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(SystemExit) as e:
+        claim_run_dir(tmp_path / "runs", "Toy/Catch-v0", "teacher", 1)
+    assert "cannot create the run directory" in e.value.code and "Permission denied" in e.value.code
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty"])
+def test_a_damaged_replay_segment_names_the_file_on_resume(tiny_teacher, tmp_path, damage):
+    import shutil
+
+    run_dir = tmp_path / tiny_teacher.parent.name
+    shutil.copytree(tiny_teacher.parent, run_dir)
+    (run_dir / "eval.json").unlink()  # not finished: the resume reads the replay
+    segment = sorted((run_dir / "replay").glob("*.npz"))[0]
+    segment.write_bytes(segment.read_bytes()[: 40 if damage == "truncate" else 0])
+    r = run_script("01_pretrain_teacher.py", ["--env-id", "MinAtar/Breakout-v1", *TINY, "--resume", str(run_dir)],
+                   tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert f"replay segment {segment}" in r.stderr and "damaged" in r.stderr and r.stderr.strip().count("\n") == 0
