@@ -137,10 +137,11 @@ def test_workers_reanalyse_with_the_current_target_or_around_a_refresh_the_previ
         workers.close()
 
 
-def test_more_batches_ahead_than_a_refresh_interval_is_refused():
-    with pytest.raises(SystemExit, match="--workers 3 prepares up to 6 batches ahead"):
+def test_more_batches_ahead_than_a_refresh_interval_is_refused(capsys):
+    with pytest.raises(SystemExit) as e:
         check_train_args(TrainArgs(workers=3, target_update_interval=5, total_env_steps=1000, batch_size=16,
                                    random_transitions=100, replay_capacity=1000))
+    assert e.value.code == 2 and "--workers 3 prepares up to 6 batches ahead" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------------
