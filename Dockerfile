@@ -1,4 +1,4 @@
-# ez-distill for NVIDIA GPUs (RTX 3090 class); README "Docker" has the driver table and the run commands.
+# ez-distill for NVIDIA GPUs (RTX 3090 class); docs/docker.md has the driver table and the run commands.
 #   docker build -t ez-distill .                                   # torch 2.13.0 from PyPI: CUDA 13.0, driver >= 580
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 -t ez-distill .   # driver >= 560
 # Needs BuildKit (the default builder since Docker 23; older Docker: DOCKER_BUILDKIT=1).

@@ -1,4 +1,4 @@
-"""Distillation terms of stage 2 (SPEC section 8; the seed paper's section 4).
+"""Distillation terms of stage 2 (docs/algorithm.md, 'Stage 2: the distilled student'; the seed paper's section 4).
 
 The frozen teacher is unrolled over the same (augmented) observation and the same K actions as the student; the
 student's per-step outputs come from `common.learner.unrolled_loss(..., return_steps=True)`. Terms, each summed

@@ -1,4 +1,5 @@
-"""Environments: the Atari 100k protocol (SPEC section 2) and MinAtar behind one small interface.
+"""Environments: the Atari 100k protocol (docs/algorithm.md, 'Atari preprocessing') and MinAtar behind one small
+interface.
 
     env = make_env("Breakout", mode="train", seed=0)   # or "ALE/Breakout-v5", "BreakoutNoFrameskip-v4",
     frame = env.reset()                                  #    "MinAtar/Breakout-v1"

@@ -1,4 +1,5 @@
-"""EfficientZero's learner (SPEC sections 6-7): reanalysed targets, augmentation, the unrolled loss, the schedules.
+"""EfficientZero's learner: reanalysed targets, augmentation, the unrolled loss, the schedules (docs/algorithm.md,
+'Reanalysis' to 'Optimiser and learning rate').
 
     raw = gather_batch(replay, ids, ...)                       # common/replay.py: frames, rewards, masks
     arrays = reanalyse(raw, weights, target_net, ...)          # n-step values, value prefixes, fresh search policies
@@ -193,7 +194,7 @@ def unrolled_loss(net: EfficientZeroNet, batch: Targets, cfg: LossConfig, rng: n
 
     loss = mean_b w_b * [1 x sum_{k=1..K} CE(prefix) + 1 x sum_{k=0..K} CE(policy) + 0.25 x sum_{k=0..K} CE(value)
     + 2 x sum_{k=1..K} -cos(pred(proj(s_k)), sg(proj(h(o_{t+k}))))], with terms at k >= 1 masked past the end.
-    The caller scales the gradient by 1/K (SPEC section 7)."""
+    The caller scales the gradient by 1/K (docs/algorithm.md, 'Unrolled loss')."""
     K, S = cfg.num_unroll_steps, net.config.support_size
     B = batch.obs.shape[0]
     device = batch.obs.device

@@ -1,4 +1,4 @@
-"""Batched MCTS in numpy with EfficientZero's rules (SPEC section 5). Imports no torch.
+"""Batched MCTS in numpy with EfficientZero's rules (docs/algorithm.md, 'Search (MCTS)'). Imports no torch.
 
 The tree of every root lives in a few preallocated arrays (DeepMind mctx's layout): node arrays [B, N] and edge
 arrays [B, N, A], with N = num_simulations + 1, stored flat with row = b * N + node. Node 0 is the root and

@@ -10,7 +10,7 @@ Interface (all tensors batch-first):
     project(latent, with_grad)                   -> SimSiam projection (+ predictor head when with_grad)
 
 Values and value prefixes are categorical over the support -S..S (601 atoms for S = 300); see
-`scalar_to_support` / `support_to_scalar` for the transforms (SPEC section 3).
+`scalar_to_support` / `support_to_scalar` for the transforms (docs/algorithm.md, 'Value support').
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # ---------------------------------------------------------------------------------------------------------
-# Scalar <-> categorical support (SPEC section 3)
+# Scalar <-> categorical support (docs/algorithm.md, 'Value support')
 # ---------------------------------------------------------------------------------------------------------
 EPS = 0.001  # epsilon of the invertible value transform h(x) (Pohlen et al. 2018), as MuZero/EfficientZero
 
@@ -131,18 +131,19 @@ class NetConfig:
 
 
 def teacher_config(obs_shape, num_actions: int, **overrides) -> NetConfig:
-    """EfficientZero's Atari network (SPEC section 3); on a 10x10 MinAtar input use `minatar_teacher_config`."""
+    """EfficientZero's Atari network (docs/algorithm.md, 'Teacher network'); on a 10x10 MinAtar input use
+    `minatar_teacher_config`."""
     return NetConfig(obs_shape=tuple(obs_shape), num_actions=num_actions, block="residual", **overrides)
 
 
 def student_config(obs_shape, num_actions: int, **overrides) -> NetConfig:
-    """Default student (SPEC section 4): inverted-residual blocks in representation and dynamics, the same 64x6x6
-    latent (so features distil without an adapter), an LSTM of 256 instead of 512 (the LSTM is 79% of the
-    teacher's acting parameters) and a narrower SimSiam projection (896-896-768, predictor bottleneck 768/4 as in
-    SimSiam) so that total parameters land at 59.9% of the teacher's (the seed paper's 59.8%) and the acting part
-    at 40%. Expansion ratio 2, not MobileNetV2's 6: on a 2-core CPU at batch 1 the student's 50-simulation
-    decision took 72 / 80 / 126 / 130 ms with t = 1 / 2 / 4 / 6 against the teacher's 96 ms (one run of
-    `common.profile.profile_models`), so t >= 4 is slower than the ResNet it replaces (SPEC section 4)."""
+    """Default student (docs/algorithm.md, 'Student network'): inverted-residual blocks in representation and
+    dynamics, the same 64x6x6 latent (so features distil without an adapter), an LSTM of 256 instead of 512 (the
+    LSTM is 79% of the teacher's acting parameters) and a narrower SimSiam projection (896-896-768, predictor
+    bottleneck 768/4 as in SimSiam) so that total parameters land at 59.9% of the teacher's (the seed paper's
+    59.8%) and the acting part at 40%. Expansion ratio 2, not MobileNetV2's 6: on a 2-core CPU at batch 1 the
+    student's 50-simulation decision took 72 / 80 / 126 / 130 ms with t = 1 / 2 / 4 / 6 against the teacher's
+    96 ms (one run of `common.profile.profile_models`), so t >= 4 is slower than the ResNet it replaces."""
     kw = dict(block="inverted_residual", expand_ratio=2, lstm_hidden=256, proj_hidden=896, proj_out=768,
               pred_hidden=192)
     kw.update(overrides)
@@ -347,7 +348,8 @@ class Dynamics(nn.Module):
 
 
 class Prediction(nn.Module):
-    """f(s): policy logits and value logits. Keeps the ResNet design in the student too (SPEC section 4)."""
+    """f(s): policy logits and value logits. Keeps the ResNet design in the student too (docs/algorithm.md,
+    'Student network')."""
 
     def __init__(self, cfg: NetConfig):
         super().__init__()
@@ -374,7 +376,7 @@ def scale_state(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     dynamics' residual additions make latents grow along the unroll (mean x3.4 by step 5 on MinAtar Breakout), so
     the shared prediction BatchNorm's running statistics, averaged over unroll depths, no longer match the
     per-call batch statistics it trained with, and eval-mode values and value prefixes drift far from train-mode
-    ones (see README, stage 1 on MinAtar)."""
+    ones (see docs/differences.md, 'The batch-norm trap at small scale')."""
     flat = x.flatten(1)
     lo = flat.min(1, keepdim=True).values
     scale = (flat.max(1, keepdim=True).values - lo).clamp_min(eps)

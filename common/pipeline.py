@@ -18,7 +18,7 @@ reanalyses them with its copy of the target network, then writes the result into
 slots. Up to `2 N` batches are prepared ahead of the learner. A job carries everything random about its batch (a
 seed), so `prepare_batch` gives the same targets in a worker as in this process.
 
-What the workers change, and what bounds it (README, "Speed"):
+What the workers change, and what bounds it (docs/speed.md, "One process, or workers"):
 - a batch is sampled up to 2 N updates before it is trained on: its ids do not see the priorities of the last
   2 N updates or the segments stored since;
 - it is reanalysed with the target network of the current refresh or, around a refresh, the previous one (never

@@ -1,4 +1,5 @@
-"""Replay for EfficientZero (SPEC section 6): game segments, prioritized sampling, and the raw material of targets.
+"""Replay for EfficientZero: game segments, prioritized sampling, and the raw material of targets (docs/algorithm.md,
+'Replay and prioritized sampling' and 'n-step value targets and off-policy correction').
 
 A learner trajectory (one life in train mode) is recorded by a `TrajectoryRecorder` and cut into `Segment`s of
 400 transitions. Each segment stores every frame once (uint8; stacking happens at sampling) and, past its own 400

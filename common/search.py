@@ -5,7 +5,7 @@ Latent states and the value-prefix LSTM's (h, c) of every node stay on the devic
 the actions and the reset flags to the device in one copy, runs one batched `recurrent_inference` that reads the
 parents' rows and writes the new node's row, and brings back only the value prefix, value and policy logits
 (B x (2 + A) floats). A leaf at a depth divisible by the value-prefix horizon gets its (h, c) zeroed before it is
-stored: its children start a new value prefix (SPEC section 5).
+stored: its children start a new value prefix (docs/algorithm.md, 'Value prefix').
 
 On CUDA the step can be recorded once as a CUDA graph and replayed for every later simulation (`cuda_graph=True`):
 the ~100 kernel launches of a recurrent inference become one, which matters because each simulation's call is

@@ -1,4 +1,5 @@
-"""Acting: self-play on parallel training environments, and the evaluation protocol (SPEC sections 2 and 5).
+"""Acting: self-play on parallel training environments, and the evaluation protocol (docs/algorithm.md, 'Self-play
+and acting' and 'Evaluation protocol').
 
 Both step their environments in lockstep in this process and run one batched search over all of their current
 observations per step; the environments are cheap next to the search, so no subprocesses are needed.

@@ -1,7 +1,7 @@
 """A slow, obviously-correct MCTS with EfficientZero's rules: one root, one Python object per node, plain loops.
 
 It is the independent reference for `common/mcts.py` (the batched numpy search) and shares no code with it.
-The rules (SPEC section 5) are written out step by step in `reference_search`.
+The rules (docs/algorithm.md, 'Search (MCTS)') are written out step by step in `reference_search`.
 """
 
 from __future__ import annotations

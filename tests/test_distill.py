@@ -1,4 +1,5 @@
-"""Distillation terms (SPEC section 8): zero for a student that is the teacher, adapters, ensembles, agreement."""
+"""Distillation terms (docs/algorithm.md, stage 2): zero for a student that is the teacher, adapters, ensembles,
+agreement."""
 
 import copy
 import dataclasses

@@ -1,4 +1,5 @@
-"""Environment protocol (SPEC section 2): life loss, no-ops, max-pooling, clipping, caps, stacking, determinism."""
+"""Environment protocol (docs/algorithm.md, 'Atari preprocessing'): life loss, no-ops, max-pooling, clipping, caps,
+stacking, determinism."""
 
 import numpy as np
 import pytest

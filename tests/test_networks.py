@@ -1,4 +1,5 @@
-"""Networks: exact parameter counts (SPEC section 3), student ratios (SPEC section 4), interface, support transforms."""
+"""Networks: exact parameter counts (docs/algorithm.md, 'Parameter counts and multiply-adds'), student ratios
+('Student network'), interface, support transforms ('Value support')."""
 
 import math
 
@@ -234,7 +235,7 @@ def test_adapters_map_student_to_teacher_sizes_and_are_not_counted():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Support transforms (SPEC section 3)
+# Support transforms (docs/algorithm.md, 'Value support')
 # ----------------------------------------------------------------------------------------------------------
 def slow_value_transform(x: float) -> float:
     return math.copysign(1, x) * (math.sqrt(abs(x) + 1) - 1) + 0.001 * x if x != 0 else 0.0

@@ -30,7 +30,8 @@ def test_mac_counter_on_known_layers():
 
 
 def test_teacher_macs_match_spec():
-    # SPEC section 3: representation ~148.6 M, dynamics + prediction ~9.1 M, 50-simulation decision ~0.61 G
+    # docs/algorithm.md, 'Parameter counts and multiply-adds': representation ~148.6 M, dynamics + prediction
+    # ~9.1 M, 50-simulation decision ~0.61 G
     net = EfficientZeroNet(teacher_config((12, 96, 96), 18)).eval()
     with torch.no_grad():
         rep = count_macs(lambda: net.representation(torch.zeros(1, 12, 96, 96)))

@@ -1,4 +1,5 @@
-"""Replay, targets and learner pieces against hand-built segments and hand-computed numbers (SPEC section 6)."""
+"""Replay, targets and learner pieces against hand-built segments and hand-computed numbers (docs/algorithm.md,
+'Replay and prioritized sampling' to 'Optimiser and learning rate')."""
 
 import numpy as np
 import pytest
