@@ -6,7 +6,7 @@
 
 Writes `runs/<run_name>/teacher.pt` (config, weights, target weights, optimizer, counters, RNG states, replay
 index), `runs/<run_name>/replay/`, TensorBoard logs, and the final 32-episode evaluation `eval.json`.
-Defaults are the paper's settings (SPEC sections 2, 5-7); see the README for CPU-sized flags.
+Defaults are the paper's settings (docs/algorithm.md, stage 1); see docs/usage.md for CPU-sized flags.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.args import TrainArgs, check_resume_args, check_train_args, parse_args
+from common.args import TrainArgs, check_resume_args, check_train_args, note_checkpoint, parse_args
 from common.envs import make_env
 from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature
 from common.mcts import MCTSConfig
@@ -85,6 +85,7 @@ if __name__ == "__main__":
     augment = args.augment if args.augment is not None else family == "atari"
     if run_dir is None:  # claimed atomically: never shared with a run started in the same second
         run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
+    note_checkpoint(run_dir / "teacher.pt")  # a Ctrl-C says how to continue
 
     # --- networks --------------------------------------------------------------------------------------------
     overrides = {k: v for k, v in (("channels", args.channels), ("lstm_hidden", args.lstm_hidden),
@@ -231,7 +232,8 @@ if __name__ == "__main__":
         save_checkpoint(ckpt_path, net, target_net, optimizer, scaler, counters, args, rng, store, replay, batches)
 
     # =========================================================================================================
-    # Final evaluation of the final weights (never a "best" checkpoint): SPEC section 2 protocol, seeds 0..n-1
+    # Final evaluation of the final weights (never a "best" checkpoint), seeds 0..n-1: the evaluation protocol
+    # of docs/algorithm.md, 'Evaluation protocol'
     # =========================================================================================================
     if args.final_eval_episodes:
         summary = final_eval(net, args, mcts, game, family, run_dir,

@@ -11,7 +11,7 @@ a frozen EfficientZero teacher written by stage 1.
 
 Writes `runs/<run_name>/student.pt` (config, weights, adapters, optimizer, counters, RNG states, replay index),
 the replay, TensorBoard logs and the final 32-episode `eval.json`. Every distillation term has its own weight
-(0 switches it off), so the ablation no-KD / response / feature / both is four command lines (README).
+(0 switches it off), so the ablation no-KD / response / feature / both is four command lines (docs/usage.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.args import (TrainArgs, at_least, check_resume_args, parse_args, train_args_problems,
+from common.args import (TrainArgs, at_least, check_resume_args, note_checkpoint, parse_args, train_args_problems,
                          usage_error)
 from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, distillation_terms, heldout_agreement,
                             load_teacher, search_actions, teacher_unroll)
@@ -36,8 +36,8 @@ from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, count_
                              default_config)
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer
-from common.runs import (Logger, ReplayStore, atomic_torch_save, claim_run_dir, finished, load_checkpoint,
-                         pick_device, rng_state, set_rng_state)
+from common.runs import (Logger, ReplayStore, atomic_np_save, atomic_torch_save, atomic_write_text, claim_run_dir,
+                         finished, load_checkpoint, pick_device, rng_state, set_rng_state)
 from common.search import run_search
 from common.selfplay import SelfPlay, evaluate
 from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, sgd_step, train_scalars,
@@ -117,7 +117,6 @@ def check_args(args: Args) -> None:
         problems.append(f"--student-block must be `inverted_residual` or `residual` (got {args.student_block!r})")
     problems += at_least(args, 1, "expand_ratio", "num_blocks", "proj_hidden", "proj_out", "pred_hidden",
                          optional=True)
-    problems += at_least(args, 0, "value_distill_weight")
     if args.data == "teacher-buffer":
         problems += at_least(args, 1, "teacher_buffer_steps")
     if problems:
@@ -211,6 +210,7 @@ if __name__ == "__main__":
         raise SystemExit("an ensemble of teachers must share latent channels, LSTM width and support size")
     if run_dir is None:  # claimed atomically: never shared with a run started in the same second
         run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
+    note_checkpoint(run_dir / "student.pt")  # a Ctrl-C says how to continue
     net = EfficientZeroNet(net_cfg).to(device)
     target_net = EfficientZeroNet(net_cfg).to(device)
     target_net.load_state_dict(net.state_dict())
@@ -266,7 +266,7 @@ if __name__ == "__main__":
                        max_steps=args.eval_max_steps, rng=np.random.default_rng(args.seed),
                        chunk_size=args.search_chunk_size, autocast=use_amp, record_states=1024)
         teacher_return = float(np.mean(res["scores"]))
-        np.save(heldout_path, res["states"])
+        atomic_np_save(heldout_path, res["states"])
         print(f"teacher evaluation ({args.teacher_eval_episodes} episodes): {teacher_return:.2f} "
               f"+- {np.std(res['scores']):.2f}; {len(res['states'])} of its states held out for agreement")
     logger.scalars({"charts/teacher_return": teacher_return or 0.0}, 0)
@@ -286,7 +286,7 @@ if __name__ == "__main__":
 
     start_path = run_dir / "heldout_agreement_start.json"  # kept for a resumed run's final report
     if not start_path.exists():
-        start_path.write_text(json.dumps(heldout_scalars()))
+        atomic_write_text(start_path, json.dumps(heldout_scalars()))
         logger.scalars(json.loads(start_path.read_text()), counters["updates"])
     heldout_start = json.loads(start_path.read_text())
 
@@ -430,7 +430,7 @@ if __name__ == "__main__":
         save_checkpoint(ckpt_path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store, replay,
                         batches, teacher_return)
 
-    # --- final evaluation of the final student weights (SPEC section 2 protocol, seeds 0..n-1) --------------
+    # --- final evaluation of the final student weights (docs/algorithm.md, 'Evaluation protocol') -----------
     heldout_final = heldout_scalars()
     logger.scalars(heldout_final, counters["updates"])
     if heldout_final:

@@ -35,7 +35,7 @@ from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, NetConfig
 from common.profile import profile_models
 from common.report import read_curves, write_plots, write_report
-from common.runs import eval_summary, load_checkpoint, pick_device
+from common.runs import atomic_write_text, eval_summary, load_checkpoint, pick_device
 from common.scores import (canonical_game, distillation_gains, hns_aggregate, load_paper_table1, paper_claim,
                            ratio_analysis)
 from common.selfplay import evaluate, random_play
@@ -310,7 +310,7 @@ def merge_summaries(paths: list[str]) -> tuple[dict, list[dict], list[dict], dic
 
 def write_outputs(summary: dict, out_dir: Path) -> list[str]:
     """summary.json, the plots and report.md; -> the plot file names."""
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
     plots = write_plots(summary, out_dir)
     write_report(summary, out_dir, plots)
     return plots
@@ -355,8 +355,6 @@ if __name__ == "__main__":
         print(f"merged {len(rows)} checkpoint(s) of {len(sources)} summaries -> {out_dir / 'summary.json'}, "
               f"{out_dir / 'report.md'} and {len(plots)} plot(s)")
         raise SystemExit(0)
-    if args.episodes < 1 or args.num_simulations < 1 or args.sticky_prob < 0 or args.obs_noise < 0:
-        raise SystemExit("--episodes and --num-simulations must be >= 1, --sticky-prob and --obs-noise >= 0")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -12,7 +13,7 @@ from typing import Literal
 @dataclass
 class TrainArgs:
     """Flags shared by stage 1 (teacher) and stage 2 (student): run, schedule, learner, replay, search, network width,
-    evaluation and checkpoints. Defaults are the paper's settings (SPEC sections 2, 5-7)."""
+    evaluation and checkpoints. Defaults are the paper's settings (docs/algorithm.md, stage 1)."""
 
     # --- run -------------------------------------------------------------------------------------------------
     env_id: str = "Breakout"
@@ -40,7 +41,7 @@ class TrainArgs:
     progress: bool = True
     """show the tqdm progress bar"""
 
-    # --- schedule (SPEC section 7) ---------------------------------------------------------------------------
+    # --- schedule (docs/algorithm.md, 'Training schedule and the 100k budget') -------------------------------
     total_env_steps: int = 100_000
     """agent steps collected in all (Atari 100k: 100k steps = 400k frames)"""
     num_envs: int = 4
@@ -88,7 +89,7 @@ class TrainArgs:
     augment: bool | None = None
     """random shift (+-4 px) and intensity on learner inputs; default: on for Atari, off for MinAtar (10x10)"""
 
-    # --- replay and reanalysis (SPEC section 6) --------------------------------------------------------------
+    # --- replay and reanalysis (docs/algorithm.md, 'Replay and prioritized sampling', 'Reanalysis') ----------
     replay_capacity: int = 100_000
     """transitions kept (the whole 100k run by default)"""
     segment_length: int = 400
@@ -100,7 +101,7 @@ class TrainArgs:
     reanalyse_fraction: float = 0.99
     """fraction of each batch whose policy targets come from a fresh search with the target network"""
 
-    # --- search (SPEC section 5) -----------------------------------------------------------------------------
+    # --- search (docs/algorithm.md, 'Search (MCTS)') ---------------------------------------------------------
     num_simulations: int = 50
     """MCTS simulations per search (self-play, reanalysis, evaluation)"""
     search_chunk_size: int | None = None
@@ -109,7 +110,7 @@ class TrainArgs:
     """on CUDA, record each search's per-simulation network call as a CUDA graph and replay it (checked against the
     eager call when recorded; falls back to eager calls with a warning if recording fails)"""
 
-    # --- parallelism (README, "Speed") ---------------------------------------------------------------------
+    # --- parallelism (docs/speed.md) -------------------------------------------------------------------------
     workers: int = 0
     """reanalysis worker processes preparing batches ahead of the learner, plus one self-play process (0: everything
     in this process, the synchronous reference loop). Each worker takes one CPU core and a copy of the network"""
@@ -132,7 +133,7 @@ class TrainArgs:
     eval_episodes: int = 8
     """episodes per evaluation during training (seeds 1000..)"""
     final_eval_episodes: int = 32
-    """episodes of the final evaluation, seeds 0..n-1 (SPEC section 2)"""
+    """episodes of the final evaluation, seeds 0..n-1 (docs/algorithm.md, 'Evaluation protocol')"""
     eval_max_steps: int = 27_000
     """agent-step cap of an evaluation episode"""
     checkpoint_interval: int = 1_000
@@ -164,7 +165,32 @@ def parse_args(cls, description: str | None = None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(0) from None
     sys.stderr.write(err.getvalue())  # warnings of a parse that worked
+    sys.excepthook = one_line_errors
     return args
+
+
+# The machine's fault, not the program's: these end a run with one line instead of a traceback.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+_checkpoint: list = []  # the running script's checkpoint path, for the Ctrl-C message
+
+
+def note_checkpoint(path) -> None:
+    """Where this run's checkpoint is (or will be): a Ctrl-C then says how to continue."""
+    _checkpoint[:] = [path]
+
+
+def one_line_errors(kind, exc, tb) -> None:
+    """sys.excepthook of the scripts: Ctrl-C and a full, read-only or forbidden disk end in one line; anything else
+    (a bug) keeps its traceback. Exit codes stay Python's (130-style for Ctrl-C, 1 otherwise)."""
+    if issubclass(kind, KeyboardInterrupt):
+        ckpt = _checkpoint[0] if _checkpoint else None
+        hint = ("" if ckpt is None else f"; continue from {ckpt} with the same flags plus --resume {ckpt.parent}"
+                if ckpt.exists() else f"; no checkpoint was written yet ({ckpt.parent} can go)")
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+    elif issubclass(kind, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+        print(f"cannot use {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, exc, tb)
 
 
 def one_line(message: str) -> str:
@@ -250,4 +276,5 @@ def check_resume_args(stored: dict, args: TrainArgs, run_dir) -> None:
             if k not in RESUMABLE_CHANGES and stored.get(k) != v}
     if diff:
         lines = "\n  ".join(f"--{k.replace('_', '-')}: run has {a!r}, you gave {b!r}" for k, (a, b) in diff.items())
-        raise SystemExit(f"{run_dir} was trained with other flags; resume with the same ones:\n  {lines}")
+        print(f"{run_dir} was trained with other flags; resume with the same ones:\n  {lines}", file=sys.stderr)
+        raise SystemExit(2)  # a usage error, like any other bad flag

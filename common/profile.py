@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from common.envs import FRAME_STACK
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
+from common.runs import atomic_write_text
 
 
 def count_macs(fn) -> int:
@@ -144,7 +145,7 @@ def main(args: Args) -> dict:
         print(f"{key:26s}{fmt.format(t[key]):>16s}{fmt.format(s[key]):>16s}{s[key] / t[key]:>17.3f}")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2))
+        atomic_write_text(Path(args.json_out), json.dumps(result, indent=2))
         print(f"wrote {args.json_out}")
     return result
 

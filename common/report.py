@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.runs import atomic_write, atomic_write_text
+
 CURVE_TAGS = ("eval/return_mean", "charts/episodic_return")
 
 
@@ -28,6 +30,11 @@ def read_curves(run_dir: Path, tags=CURVE_TAGS) -> dict[str, dict[str, list]]:
             events = acc.Scalars(tag)
             out[tag] = {"steps": [e.step for e in events], "values": [float(e.value) for e in events]}
     return out
+
+
+def save_figure(fig, path: Path, tight: bool = False) -> None:
+    """A PNG written atomically (a full disk leaves the previous picture, or none, and one line)."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight" if tight else None))
 
 
 def _fmt(x, digits: int = 2) -> str:
@@ -88,7 +95,7 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
         ax.set_title(game)
         ax.set_ylabel("score (error bar: std across seeds)")
     fig.tight_layout()
-    fig.savefig(out_dir / "scores.png", dpi=120, bbox_inches="tight")
+    save_figure(fig, out_dir / "scores.png", tight=True)
     plt.close(fig)
     written.append("scores.png")
 
@@ -103,7 +110,7 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out_dir / "hns.png", dpi=120)
+        save_figure(fig, out_dir / "hns.png")
         plt.close(fig)
         written.append("hns.png")
 
@@ -122,7 +129,7 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
             ax.set_title(game)
             ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out_dir / "cost_vs_score.png", dpi=120)
+        save_figure(fig, out_dir / "cost_vs_score.png")
         plt.close(fig)
         written.append("cost_vs_score.png")
 
@@ -147,7 +154,7 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
             ax.set_title(game)
             ax.legend(fontsize=6)
         fig.tight_layout()
-        fig.savefig(out_dir / "curves.png", dpi=120)
+        save_figure(fig, out_dir / "curves.png")
         plt.close(fig)
         written.append("curves.png")
     return written
@@ -363,5 +370,5 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
                 [[m["label"], f"`{m['checkpoint']}`", _fmt(m["counters"].get("updates")),
                   _fmt(m["counters"].get("env_steps"))] for m in summary["models"]])
     path = out_dir / "report.md"
-    path.write_text("\n".join(L))
+    atomic_write_text(path, "\n".join(L))
     return path

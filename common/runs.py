@@ -53,17 +53,34 @@ def write_failed(path: Path, e: Exception) -> SystemExit:
     return SystemExit(f"cannot write {path}: {reason}")
 
 
-def atomic_torch_save(obj, path: Path) -> None:
-    """Write to a temporary file and rename: a reader (or a resume after kill -9) never sees half a file. A write
-    that fails (disk full, ...) leaves no temporary file and the previous checkpoint as it was."""
+def atomic_write(path: Path, write) -> None:
+    """`write(tmp)` to a temporary file, then rename it to `path`: a reader never sees half a file, and a write that
+    fails (disk full, read-only, no permission) leaves no temporary file, `path` as it was, and one line."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError of its zip writer
         tmp.unlink(missing_ok=True)
-        kept = f"; the previous checkpoint {path} is untouched" if path.exists() else ""
+        kept = f"; the previous {path.name} is untouched" if path.exists() else ""
         raise SystemExit(f"{write_failed(path, e).code}{kept}") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """A checkpoint, written atomically: a resume after kill -9 or a full disk finds the previous one whole."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_np_save(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to the temporary name
+            np.save(f, array)
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: Path, kind: str | None) -> dict:
@@ -223,15 +240,24 @@ class Logger:
                 raise SystemExit("--track needs wandb: pip install wandb") from None
             self.wandb = wandb.init(project=project, entity=entity, name=run_name, config=vars(args),
                                     sync_tensorboard=True, resume="allow" if resume else None)
-        self.writer = SummaryWriter(str(run_dir))
-        if not resume:
-            self.writer.add_text("hyperparameters", hparams_markdown(args))
+        try:
+            self.writer = SummaryWriter(str(run_dir))
+            if not resume:
+                self.writer.add_text("hyperparameters", hparams_markdown(args))
+        except OSError as e:
+            raise write_failed(Path(run_dir) / "events.out.tfevents.*", e) from None
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for k, v in values.items():
-            self.writer.add_scalar(k, v, step)
+        try:
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, step)
+        except OSError as e:  # disk full: the event file is appended to, the checkpoints stay as they were
+            raise write_failed(self.writer.get_logdir() + "/events.out.tfevents.*", e) from None
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.writer.close()
+        except OSError as e:
+            raise write_failed(self.writer.get_logdir() + "/events.out.tfevents.*", e) from None
         if self.wandb is not None:
             self.wandb.finish()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet
 from common.pipeline import SelfPlayStep
 from common.replay import ReplayBuffer
-from common.runs import Logger, ReplayStore, eval_summary
+from common.runs import Logger, ReplayStore, atomic_write_text, eval_summary
 from common.selfplay import evaluate
 
 
@@ -87,7 +86,8 @@ def periodic_eval(net: EfficientZeroNet, args: TrainArgs, mcts: MCTSConfig, game
 
 def final_eval(net: EfficientZeroNet, args: TrainArgs, mcts: MCTSConfig, game: str, family: str, run_dir: Path,
                info: dict, autocast: bool) -> dict:
-    """SPEC section 2 protocol on the final weights (seeds 0..n-1), written atomically to run_dir/eval.json
+    """The evaluation protocol (docs/algorithm.md, 'Evaluation protocol') on the final weights (seeds 0..n-1),
+    written atomically to run_dir/eval.json
     together with `info` (checkpoint, counters, ...)."""
     with tqdm(total=args.final_eval_episodes, unit="episode", desc="final eval", disable=not args.progress) as pb:
         res = evaluate(net, args.env_id, args.final_eval_episodes, mcts, first_seed=0, max_steps=args.eval_max_steps,
@@ -96,16 +96,14 @@ def final_eval(net: EfficientZeroNet, args: TrainArgs, mcts: MCTSConfig, game: s
     summary = {"env_id": args.env_id, "game": game, "family": family, **info,
                "num_simulations": args.num_simulations, "max_steps": args.eval_max_steps,
                **eval_summary(res, game, family)}
-    tmp = run_dir / "eval.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, run_dir / "eval.json")
+    atomic_write_text(run_dir / "eval.json", json.dumps(summary, indent=2))
     return summary
 
 
 def train_scalars(terms: dict[str, torch.Tensor], grad_norm: float, lr: float, beta: float, value0: torch.Tensor,
                   reanalyse_stats: dict, counters: dict, replay: ReplayBuffer, timing: dict, last_log: dict,
                   now: float) -> dict[str, float]:
-    """The scalars both stages log every 10 updates (README: "What is logged")."""
+    """The scalars both stages log every 10 updates (docs/usage.md, "What is logged")."""
     dt = max(1e-9, now - last_log["time"])
     return {
         **{f"losses/{k}": v.item() for k, v in terms.items()},

@@ -198,3 +198,81 @@ def test_a_damaged_replay_segment_names_the_file_on_resume(tiny_teacher, tmp_pat
                    tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert f"replay segment {segment}" in r.stderr and "damaged" in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+def half_then_full(*args, **kwargs):
+    """A write on a full disk: part of the file, then ENOSPC."""
+    target = next(a for a in args if isinstance(a, (str, Path)) or hasattr(a, "write"))
+    if hasattr(target, "write"):
+        target.write(b"half")
+    else:
+        Path(target).open("wb").write(b"half")
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("output", ["eval.json", "heldout_states.npy", "scores.png", "events"])
+def test_a_full_disk_on_any_output_is_one_line_naming_it_and_keeps_the_previous_file(tmp_path, monkeypatch, output):
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from common.report import save_figure
+    from common.runs import Logger, atomic_np_save, atomic_write_text
+
+    path = tmp_path / output
+    if output == "events":  # TensorBoard appends to its event file: the failure surfaces on the next write
+        logger = Logger(tmp_path, None, resume=True)
+        monkeypatch.setattr(logger.writer, "add_scalar", lambda *a, **k: half_then_full(path))
+        write, previous = (lambda: logger.scalars({"a": 1.0}, 1)), None
+    else:
+        write = {"eval.json": lambda: atomic_write_text(path, "{}"),
+                 "heldout_states.npy": lambda: atomic_np_save(path, np.zeros(3)),
+                 "scores.png": lambda: save_figure(plt.figure(), path)}[output]
+        write()
+        previous = path.read_bytes()
+        monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: half_then_full(self))
+        monkeypatch.setattr(np, "save", half_then_full)
+        monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, f, **k: half_then_full(f))
+    with pytest.raises(SystemExit) as e:
+        write()
+    message = e.value.code
+    assert message.startswith("cannot write ") and "No space left on device" in message and "\n" not in message
+    assert str(tmp_path) in message
+    assert not list(tmp_path.glob("*.tmp")), list(tmp_path.iterdir())
+    if previous is not None:
+        assert path.read_bytes() == previous and "untouched" in message
+
+
+@pytest.mark.parametrize("error, one_line", [(OSError(28, "No space left on device", "runs/x/teacher.pt"), True),
+                                             (OSError(30, "Read-only file system", "runs/x"), True),
+                                             (OSError(2, "No such file or directory", "a bug"), False),
+                                             (ValueError("a bug"), False)])
+def test_the_machines_faults_are_one_line_and_bugs_keep_their_traceback(capsys, error, one_line):
+    from common.args import one_line_errors
+
+    try:
+        raise error
+    except Exception as e:  # noqa: BLE001
+        one_line_errors(type(e), e, e.__traceback__)
+    err = capsys.readouterr().err
+    assert ("Traceback" not in err and err.strip().count("\n") == 0 and error.filename in err) if one_line \
+        else "Traceback" in err
+
+
+def test_ctrl_c_is_one_line_that_says_how_to_continue(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    flags = ["--env-id", "Toy/Catch-v0", *TINY[:4], "--train-updates", "400", *TINY[6:], "--run-dir", str(tmp_path)]
+    p = subprocess.Popen([sys.executable, str(ROOT / "01_pretrain_teacher.py"), *flags], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("*/teacher.pt")) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0 and "Traceback" not in err, err
+    run_dir = next(tmp_path.glob("*__*"))
+    assert err.strip() == (f"interrupted; continue from {run_dir / 'teacher.pt'} with the same flags plus "
+                           f"--resume {run_dir}"), err
