@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.networks import EfficientZeroNet, FeatureAdapter, NetConfig, scalar_to_support, support_to_scalar
+from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, Unroll, scalar_to_support,
+                             support_to_scalar)
 from common.runs import load_checkpoint
 
 
@@ -42,39 +43,11 @@ def load_teacher(path: str, obs_shape, num_actions: int, device) -> EfficientZer
     return net
 
 
-@dataclass
-class Unroll:
-    """Per-step outputs of an unroll: latents and logits at k = 0..K, LSTM (h, c) after steps k = 1..K."""
-
-    latents: list[torch.Tensor]
-    hidden: list[torch.Tensor]
-    cell: list[torch.Tensor]
-    policy_logits: list[torch.Tensor]
-    value_logits: list[torch.Tensor]
-
-
 @torch.no_grad()
-def teacher_unroll(teachers: list[EfficientZeroNet], obs: torch.Tensor, actions: torch.Tensor,
-                   horizon: int = 5) -> list[Unroll]:
-    """Each (frozen, eval-mode) teacher unrolled from float observations [B, C, H, W] with actions [B, K]. The LSTM
-    state is reset every `horizon` steps, as in training and search."""
-    out = []
-    for teacher in teachers:
-        init = teacher.initial_inference(obs)
-        u = Unroll([init.latent], [], [], [init.policy_logits], [init.value_logits])
-        latent, state = init.latent, teacher.initial_lstm_state(obs.shape[0], obs.device)
-        for k in range(1, actions.shape[1] + 1):
-            step = teacher.recurrent_inference(latent, state, actions[:, k - 1])
-            latent, state = step.latent, step.lstm_state
-            u.latents.append(step.latent)
-            u.hidden.append(step.lstm_state[0])
-            u.cell.append(step.lstm_state[1])
-            u.policy_logits.append(step.policy_logits)
-            u.value_logits.append(step.value_logits)
-            if k % horizon == 0:
-                state = teacher.initial_lstm_state(obs.shape[0], obs.device)
-        out.append(u)
-    return out
+def teacher_unroll(teachers: list[EfficientZeroNet], obs: torch.Tensor, actions: torch.Tensor) -> list[Unroll]:
+    """Each (frozen, eval-mode) teacher unrolled from the student's float input [B, C, H, W] along its actions
+    [B, K]: the same `EfficientZeroNet.unroll` as the student's loss."""
+    return [teacher.unroll(obs, actions) for teacher in teachers]
 
 
 def mean_softmax(logits: list[torch.Tensor], tau: float) -> torch.Tensor:

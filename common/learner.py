@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.distill import Unroll
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, scalar_to_support, support_to_scalar
 from common.envs import FRAME_STACK
@@ -28,7 +27,6 @@ from common.search import run_search
 @dataclass(frozen=True)
 class LossConfig:
     num_unroll_steps: int = 5  # K
-    value_prefix_horizon: int = 5  # the LSTM state resets after every 5 unroll steps (as in the search)
     value_prefix_weight: float = 1.0
     policy_weight: float = 1.0
     value_weight: float = 0.25  # MuZero Reanalyse's down-weighting of the value loss
@@ -105,7 +103,7 @@ def reanalyse(raw: RawBatch, weights: np.ndarray, target_net: EfficientZeroNet, 
     if timing is not None:
         timing["bootstrap"] = timing.get("bootstrap", 0.0) + time.perf_counter() - t0
     value = value_targets(raw.rewards, raw.td_steps, boot, raw.bootstrap_mask, raw.inside, mcts.discount)
-    value_prefix = value_prefix_targets(raw.rewards, K1 - 1, loss_cfg.value_prefix_horizon)
+    value_prefix = value_prefix_targets(raw.rewards, K1 - 1)
     policy = raw.stored_policy.copy()
     fresh = (rng.random(B) < reanalyse_fraction)[:, None] & raw.inside
     stats = {"reanalyse/roots": int(fresh.sum())}
@@ -179,18 +177,10 @@ def _autocast(device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def _halve_gradient(x: torch.Tensor) -> torch.Tensor:
-    # MuZero: the gradient through each unrolled latent is halved. As EfficientZero, the hook halves the whole
-    # gradient arriving at the latent (from its own heads and from the next step).
-    if x.requires_grad:
-        x.register_hook(lambda g: g * 0.5)
-    return x
-
-
 def unrolled_loss(net: EfficientZeroNet, batch: Targets, cfg: LossConfig, rng: np.random.Generator,
                   autocast: bool = False, return_steps: bool = False):
     """Returns (loss, per-term means, predicted root value v_0 [B]) and, with return_steps, also
-    (the augmented float input [B, C, H, W], a `common.distill.Unroll` of the per-step outputs) for distillation.
+    (the augmented float input [B, C, H, W], the `Unroll` of the per-step outputs) for distillation.
 
     loss = mean_b w_b * [1 x sum_{k=1..K} CE(prefix) + 1 x sum_{k=0..K} CE(policy) + 0.25 x sum_{k=0..K} CE(value)
     + 2 x sum_{k=1..K} -cos(pred(proj(s_k)), sg(proj(h(o_{t+k}))))], with terms at k >= 1 masked past the end.
@@ -215,33 +205,20 @@ def unrolled_loss(net: EfficientZeroNet, batch: Targets, cfg: LossConfig, rng: n
         target_proj = net.project(net.representation(later), with_grad=False).float().view(B, K, -1)
 
     with amp:
-        out = net.initial_inference(obs0)
-    value0 = support_to_scalar(out.value_logits.detach(), S)
-    value_loss = soft_cross_entropy(out.value_logits, value_support[:, 0])
-    policy_loss = soft_cross_entropy(out.policy_logits, batch.policy[:, 0])
+        steps = net.unroll(obs0, batch.actions, halve_gradient=True)
+        projs = [net.project(latent, with_grad=True) for latent in steps.latents[1:]]
+    value0 = support_to_scalar(steps.value_logits[0].detach(), S)
+    value_loss = soft_cross_entropy(steps.value_logits[0], value_support[:, 0])
+    policy_loss = soft_cross_entropy(steps.policy_logits[0], batch.policy[:, 0])
     prefix_loss = torch.zeros(B, device=device)
     consistency_loss = torch.zeros(B, device=device)
-    latent = out.latent
-    lstm_state = net.initial_lstm_state(B, device)
-    steps = Unroll([out.latent], [], [], [out.policy_logits], [out.value_logits])
     for k in range(1, K + 1):
-        with amp:
-            step = net.recurrent_inference(latent, lstm_state, batch.actions[:, k - 1])
-            proj = net.project(step.latent, with_grad=True)
         m = batch.mask[:, k]
-        prefix_loss = prefix_loss + soft_cross_entropy(step.value_prefix_logits, prefix_support[:, k - 1]) * m
-        policy_loss = policy_loss + soft_cross_entropy(step.policy_logits, batch.policy[:, k]) * m
-        value_loss = value_loss + soft_cross_entropy(step.value_logits, value_support[:, k]) * m
-        consistency_loss = consistency_loss - F.cosine_similarity(proj.float(), target_proj[:, k - 1], dim=-1) * m
-        steps.latents.append(step.latent)
-        steps.hidden.append(step.lstm_state[0])
-        steps.cell.append(step.lstm_state[1])
-        steps.policy_logits.append(step.policy_logits)
-        steps.value_logits.append(step.value_logits)
-        latent = _halve_gradient(step.latent)
-        lstm_state = step.lstm_state
-        if k % cfg.value_prefix_horizon == 0:
-            lstm_state = net.initial_lstm_state(B, device)
+        prefix_loss = prefix_loss + soft_cross_entropy(steps.value_prefix_logits[k - 1], prefix_support[:, k - 1]) * m
+        policy_loss = policy_loss + soft_cross_entropy(steps.policy_logits[k], batch.policy[:, k]) * m
+        value_loss = value_loss + soft_cross_entropy(steps.value_logits[k], value_support[:, k]) * m
+        consistency_loss = consistency_loss - F.cosine_similarity(projs[k - 1].float(), target_proj[:, k - 1],
+                                                                  dim=-1) * m
 
     per_sample = (cfg.value_prefix_weight * prefix_loss + cfg.policy_weight * policy_loss
                   + cfg.value_weight * value_loss + cfg.consistency_weight * consistency_loss)

@@ -40,7 +40,8 @@ class MCTSConfig:
     value_delta_min: float = 0.01
     """floor of the min-max range when normalising Q"""
     value_prefix_horizon: int = 5
-    """the LSTM's value prefix restarts at depths divisible by this"""
+    """the LSTM's value prefix restarts at depths divisible by this: `networks.VALUE_PREFIX_HORIZON` (this module
+    stays free of torch; tests/test_networks.py checks the two agree)"""
     tie_eps: float = 1e-6
     """scores within this of the best are ties"""
 

@@ -371,6 +371,14 @@ class Prediction(nn.Module):
         return policy, value
 
 
+def _halve_gradient(x: torch.Tensor) -> torch.Tensor:
+    # MuZero: the gradient through each unrolled latent is halved. As EfficientZero, the hook halves the whole
+    # gradient arriving at the latent (from its own heads and from the next step).
+    if x.requires_grad:
+        x.register_hook(lambda g: g * 0.5)
+    return x
+
+
 def scale_state(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Per-sample min-max scaling of a hidden state [B, C, h, w] to [0, 1] (MuZero appendix G). Without it the
     dynamics' residual additions make latents grow along the unroll (mean x3.4 by step 5 on MinAtar Breakout), so
@@ -395,6 +403,24 @@ class RecurrentOutput(NamedTuple):
     value_prefix_logits: torch.Tensor  # [B, 2S+1]
     policy_logits: torch.Tensor  # [B, A]
     value_logits: torch.Tensor  # [B, 2S+1]
+
+
+# The value-prefix LSTM starts again from zeros every 5 unroll steps (EfficientZero's horizon): the unroll below, the
+# search (`MCTSConfig.value_prefix_horizon`) and the value-prefix targets (`replay.value_prefix_targets`) agree on it.
+VALUE_PREFIX_HORIZON = 5
+
+
+@dataclass
+class Unroll:
+    """What a network predicts along K actions from one observation: latents, policy and value logits at k = 0..K;
+    value-prefix logits and the LSTM state (h, c) after each step k = 1..K."""
+
+    latents: list[torch.Tensor]
+    policy_logits: list[torch.Tensor]
+    value_logits: list[torch.Tensor]
+    value_prefix_logits: list[torch.Tensor]
+    hidden: list[torch.Tensor]
+    cell: list[torch.Tensor]
 
 
 class EfficientZeroNet(nn.Module):
@@ -448,6 +474,25 @@ class EfficientZeroNet(nn.Module):
             next_latent = scale_state(next_latent)
         policy, value = self.prediction(next_latent)
         return RecurrentOutput(next_latent, lstm_state, value_prefix, policy, value)
+
+    def unroll(self, obs: torch.Tensor, actions: torch.Tensor, halve_gradient: bool = False) -> Unroll:
+        """h, then g along the actions [B, K] taken, with the LSTM restarted every VALUE_PREFIX_HORIZON steps: the
+        learner's loss (stage 1 and the student), the frozen teacher's targets (stage 2) and the inspection view all
+        unroll here. `halve_gradient`: the gradient into each next latent is halved (MuZero; training only)."""
+        init = self.initial_inference(obs)
+        u = Unroll([init.latent], [init.policy_logits], [init.value_logits], [], [], [])
+        latent, state = init.latent, self.initial_lstm_state(obs.shape[0], obs.device)
+        for k in range(1, actions.shape[1] + 1):
+            step = self.recurrent_inference(latent, state, actions[:, k - 1])
+            for field, x in zip(("latents", "policy_logits", "value_logits", "value_prefix_logits", "hidden", "cell"),
+                                (step.latent, step.policy_logits, step.value_logits, step.value_prefix_logits,
+                                 *step.lstm_state)):
+                getattr(u, field).append(x)
+            latent = _halve_gradient(step.latent) if halve_gradient else step.latent
+            state = step.lstm_state
+            if k % VALUE_PREFIX_HORIZON == 0:
+                state = self.initial_lstm_state(obs.shape[0], obs.device)
+        return u
 
     def project(self, latent: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
         """SimSiam: online branch (with_grad) = predictor(projection(s)); target branch = stopgrad(projection(s))."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from common.envs import FRAME_STACK
+from common.networks import VALUE_PREFIX_HORIZON
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -349,7 +350,7 @@ def value_targets(rewards: np.ndarray, td_steps: np.ndarray, bootstrap_values: n
     return np.where(inside, z, 0.0).astype(np.float32)
 
 
-def value_prefix_targets(rewards: np.ndarray, num_unroll_steps: int, horizon: int = 5) -> np.ndarray:
+def value_prefix_targets(rewards: np.ndarray, num_unroll_steps: int, horizon: int = VALUE_PREFIX_HORIZON) -> np.ndarray:
     """Target of the value prefix after unroll step k = 1..K: the undiscounted sum of rewards r_{t+j} over the
     steps j of the current LSTM horizon, which restarts every `horizon` steps (j from horizon * ((k-1) // horizon)
     to k - 1). Rewards past the data are zero, so the prefix holds its value there. Returns [B, K]."""

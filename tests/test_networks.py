@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from common.networks import (EfficientZeroNet, FeatureAdapter, InvertedResidual, NetConfig, ResidualBlock,
-                             SampleNorm2d, count_acting_params, count_params, default_config,
+from common.networks import (VALUE_PREFIX_HORIZON, EfficientZeroNet, FeatureAdapter, InvertedResidual, NetConfig,
+                             ResidualBlock, SampleNorm2d, count_acting_params, count_params, default_config,
                              inverse_value_transform, minatar_student_config, minatar_teacher_config,
                              scalar_to_support, student_config, support_to_scalar, teacher_config, value_transform)
 
@@ -108,6 +108,35 @@ def test_action_plane_changes_dynamics():
         a = net.recurrent_inference(latent, state, torch.tensor([0, 0])).latent
         b = net.recurrent_inference(latent, state, torch.tensor([0, 3])).latent
     assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+
+
+def test_unroll_is_the_inference_calls_with_the_lstm_restarted_every_horizon():
+    """The one unroll (loss, teacher targets, inspection) against the inference calls written out by hand; the
+    search and the value-prefix targets restart the LSTM at the same horizon."""
+    import inspect
+
+    from common.mcts import MCTSConfig
+    from common.replay import value_prefix_targets
+
+    torch.manual_seed(0)
+    net = EfficientZeroNet(minatar_teacher_config((4, 10, 10), 3, support_size=10)).eval()
+    obs, actions = torch.rand(2, 4, 10, 10), torch.randint(0, 3, (2, 7))
+    with torch.no_grad():
+        u = net.unroll(obs, actions)
+        init = net.initial_inference(obs)
+        latent, state = init.latent, net.initial_lstm_state(2)
+        assert torch.equal(u.latents[0], init.latent) and torch.equal(u.policy_logits[0], init.policy_logits)
+        for k in range(1, 8):
+            step = net.recurrent_inference(latent, state, actions[:, k - 1])
+            for got, want in ((u.latents[k], step.latent), (u.value_prefix_logits[k - 1], step.value_prefix_logits),
+                              (u.value_logits[k], step.value_logits), (u.hidden[k - 1], step.lstm_state[0])):
+                assert torch.equal(got, want), k
+            latent, state = step.latent, step.lstm_state
+            if k == 5:  # after step 5 the LSTM starts again from zeros
+                state = net.initial_lstm_state(2)
+    assert len(u.latents) == 8 and len(u.hidden) == len(u.value_prefix_logits) == 7
+    default = inspect.signature(value_prefix_targets).parameters["horizon"].default
+    assert VALUE_PREFIX_HORIZON == 5 == MCTSConfig().value_prefix_horizon == default
 
 
 @pytest.mark.parametrize("role", ["teacher", "student"])
