@@ -37,13 +37,12 @@ class Segment:
     history: int  # real frames stored before time 0 (0 at a trajectory start)
     actions: np.ndarray  # int64 [L]
     rewards: np.ndarray  # float32 [L], what the learner sees (sign-clipped in train mode)
-    raw_rewards: np.ndarray  # float32 [L], the game's reward
     root_values: np.ndarray  # float32 [L], search root value at each observation (logging, priorities)
     policies: np.ndarray  # float32 [L, A], search visit distribution at each observation
     length: int  # T: transitions owned (sampled) by this segment; T..L-1 are padding borrowed from the next one
     ended: bool  # the trajectory ends at time L: no bootstrap from, and no data past, observation L
 
-    ARRAYS = ("frames", "actions", "rewards", "raw_rewards", "root_values", "policies")
+    ARRAYS = ("frames", "actions", "rewards", "root_values", "policies")  # older files also hold raw_rewards
 
     @property
     def num_stored(self) -> int:
@@ -105,21 +104,19 @@ class TrajectoryRecorder:
         self.history = 0
         self.actions: list[int] = []
         self.rewards: list[float] = []
-        self.raw_rewards: list[float] = []
         self.root_values: list[float] = []
         self.policies: list[np.ndarray] = []
 
     def start(self, frame: np.ndarray) -> None:
         """A new learner trajectory begins with this first frame."""
         self.frames, self.history = [frame], 0
-        self.actions, self.rewards, self.raw_rewards, self.root_values, self.policies = [], [], [], [], []
+        self.actions, self.rewards, self.root_values, self.policies = [], [], [], []
 
-    def add(self, action: int, reward: float, raw_reward: float, root_value: float, policy: np.ndarray,
+    def add(self, action: int, reward: float, root_value: float, policy: np.ndarray,
             next_frame: np.ndarray) -> list[Segment]:
         """Record one transition; returns the segment completed by it, if any."""
         self.actions.append(int(action))
         self.rewards.append(float(reward))
-        self.raw_rewards.append(float(raw_reward))
         self.root_values.append(float(root_value))
         self.policies.append(np.asarray(policy, np.float32))
         self.frames.append(next_frame)
@@ -149,7 +146,6 @@ class TrajectoryRecorder:
             history=h,
             actions=np.asarray(self.actions[:stored], np.int64),
             rewards=np.asarray(self.rewards[:stored], np.float32),
-            raw_rewards=np.asarray(self.raw_rewards[:stored], np.float32),
             root_values=np.asarray(self.root_values[:stored], np.float32),
             policies=np.stack(self.policies[:stored]),
             length=owned,
@@ -161,7 +157,7 @@ class TrajectoryRecorder:
         new_history = min(FRAME_STACK - 1, self.history + n)
         self.frames = self.frames[self.history + n - new_history:]
         self.history = new_history
-        for name in ("actions", "rewards", "raw_rewards", "root_values", "policies"):
+        for name in ("actions", "rewards", "root_values", "policies"):
             setattr(self, name, getattr(self, name)[n:])
 
 

@@ -57,7 +57,7 @@ class SelfPlay:
         segments, episodes = [], []
         for i, (env, stack, rec) in enumerate(zip(self.envs, self.stacks, self.recorders)):
             frame, reward, terminated, truncated, info = env.step(int(actions[i]))
-            segments += rec.add(actions[i], reward, info["raw_reward"], values[i], policies[i], frame)
+            segments += rec.add(actions[i], reward, values[i], policies[i], frame)
             stack.push(frame)
             if "episode" in info:
                 episodes.append(info["episode"])

@@ -65,7 +65,7 @@ def test_teacher_stays_frozen_and_student_learns(tiny_teacher):
     rec.start(frame)
     buf = ReplayBuffer()
     for t in range(60):
-        for seg in rec.add(t % 3, float(t % 7 == 0), 0.0, 0.0, np.full(3, 1 / 3),
+        for seg in rec.add(t % 3, float(t % 7 == 0), 0.0, np.full(3, 1 / 3),
                            (rng.random((4, 10, 10)) < 0.1).astype(np.uint8) * 255):
             buf.push(seg)
     for seg in rec.end():

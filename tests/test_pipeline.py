@@ -42,7 +42,7 @@ def filled_store(tmp_path: Path, transitions: int = 300, seed: int = 0) -> tuple
     for t in range(transitions):
         policy = rng.dirichlet(np.ones(A)).astype(np.float32)
         frame = (rng.random(FRAME) < 0.2).astype(np.uint8) * 255
-        for seg in rec.add(int(rng.integers(A)), float(rng.random() < 0.1), 0.0, 0.0, policy, frame):
+        for seg in rec.add(int(rng.integers(A)), float(rng.random() < 0.1), 0.0, policy, frame):
             store.push(buf, seg)
         if t % 70 == 69:
             for seg in rec.end():
@@ -231,7 +231,7 @@ def test_evicted_segment_files_outlive_the_batches_that_may_read_them(tmp_path):
     rec = TrajectoryRecorder(segment_length=25, pad=0)
     rec.start(np.zeros(FRAME, np.uint8))
     for t in range(100):
-        for seg in rec.add(0, 0.0, 0.0, 0.0, np.full(A, 1 / A, np.float32), np.zeros(FRAME, np.uint8)):
+        for seg in rec.add(0, 0.0, 0.0, np.full(A, 1 / A, np.float32), np.zeros(FRAME, np.uint8)):
             store.push(buf, seg)
     evicted = [first_id for first_id, _ in store.pending_delete]
     assert evicted == [0, 25]  # 4 segments of 25 pushed into 60: the first two went (at 75 and 100 pushed)

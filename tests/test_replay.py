@@ -23,7 +23,7 @@ def record(recorder, n, t0=0, reward=lambda t: float(t % 3 == 0)):
     """Feed n transitions (actions t % A, reward(t), root value t / 10, one-hot policies); collect segments."""
     out = []
     for t in range(t0, t0 + n):
-        out += recorder.add(t % A, reward(t), 10 * reward(t), t / 10, np.eye(A)[t % A], frame(t + 1))
+        out += recorder.add(t % A, reward(t), t / 10, np.eye(A)[t % A], frame(t + 1))
     return out
 
 
@@ -87,7 +87,7 @@ def make_segment(length, ended=True, stored=None, rewards=None, history=0):
     stored = stored or length
     r = np.zeros(stored, np.float32) if rewards is None else np.asarray(rewards, np.float32)
     return Segment(frames=np.stack([frame(t) for t in range(-history, stored + 1)]), history=history,
-                   actions=np.arange(stored) % A, rewards=r, raw_rewards=r.copy(),
+                   actions=np.arange(stored) % A, rewards=r,
                    root_values=np.zeros(stored, np.float32),
                    policies=np.tile(np.eye(A, dtype=np.float32), (stored // A + 1, 1))[:stored],
                    length=length, ended=ended)
