@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from common.args import (TrainArgs, at_least, check_resume_args, note_checkpoint, parse_args, train_args_problems,
                          usage_error)
-from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, distillation_terms, heldout_agreement,
-                            load_teacher, search_actions, teacher_unroll)
+from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, combine_losses, distillation_terms, fade_factor,
+                            heldout_agreement, load_teacher, search_actions, teacher_unroll, temperature)
 from common.envs import make_env
 from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature
 from common.mcts import MCTSConfig
@@ -357,8 +357,7 @@ if __name__ == "__main__":
 
             # --- the frozen teacher over the same observation and actions ------------------------------------
             t2 = time.time()
-            tau = args.tau if args.tau_end is None else (
-                args.tau + (args.tau_end - args.tau) * min(1.0, updates / max(1, total_updates - 1)))
+            tau = temperature(updates, total_updates, args.tau, args.tau_end)
             with torch.no_grad(), (torch.autocast("cuda", dtype=torch.float16) if use_amp
                                    else torch.autocast("cpu", enabled=False)):
                 teacher_steps = teacher_unroll(teachers, obs0.detach(), batch.actions)
@@ -373,14 +372,8 @@ if __name__ == "__main__":
             timing["teacher"] += time.time() - t2
             kd_loss = sum((batch.weights * getattr(args, WEIGHT_FLAGS[k]) * v).mean() for k, v in kd_terms.items())
             kd_loss = kd_loss if kd_terms else torch.zeros((), device=device)
-            # QDagger: distillation fades as the student's recent return approaches the teacher's
-            fade = 1.0
-            if args.fade_distillation and teacher_return and recent_returns:
-                fade = max(0.0, 1.0 - float(np.mean(recent_returns)) / teacher_return)
-            if args.kd_alpha is None:
-                loss = task_loss + fade * kd_loss
-            else:
-                loss = fade * args.kd_alpha * kd_loss + (1 - args.kd_alpha) * task_loss
+            fade = fade_factor(recent_returns, teacher_return) if args.fade_distillation else 1.0
+            loss = combine_losses(task_loss, kd_loss, args.kd_alpha, fade)
             all_terms = {**terms, **{f"distill_{k}": v.mean() for k, v in kd_terms.items()}}
             bad = [k for k, v in all_terms.items() if not torch.isfinite(v)] + ([] if torch.isfinite(loss) else ["sum"])
             if bad:

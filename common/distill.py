@@ -50,6 +50,29 @@ def teacher_unroll(teachers: list[EfficientZeroNet], obs: torch.Tensor, actions:
     return [teacher.unroll(obs, actions) for teacher in teachers]
 
 
+def temperature(update: int, total_updates: int, tau: float, tau_end: float | None) -> float:
+    """--tau, or annealed linearly from --tau at the first update to --tau-end at the last."""
+    if tau_end is None:
+        return tau
+    return tau + (tau_end - tau) * min(1.0, update / max(1, total_updates - 1))
+
+
+def fade_factor(recent_returns: list[float], teacher_return: float | None) -> float:
+    """QDagger's fade (--fade-distillation): max(0, 1 - student return / teacher return) over the student's recent
+    games, so the distillation switches off once the student plays as well as its teacher; 1 without data."""
+    if not teacher_return or not recent_returns:
+        return 1.0
+    return max(0.0, 1.0 - float(np.mean(recent_returns)) / teacher_return)
+
+
+def combine_losses(task_loss: torch.Tensor, kd_loss: torch.Tensor, kd_alpha: float | None,
+                   fade: float = 1.0) -> torch.Tensor:
+    """L = L_task + fade L_KD, or with --kd-alpha Hinton's mix: alpha fade L_KD + (1 - alpha) L_task."""
+    if kd_alpha is None:
+        return task_loss + fade * kd_loss
+    return fade * kd_alpha * kd_loss + (1 - kd_alpha) * task_loss
+
+
 def mean_softmax(logits: list[torch.Tensor], tau: float) -> torch.Tensor:
     """Average of the teachers' tempered policies (an ensemble of one is just its softmax)."""
     return torch.stack([F.softmax(z.float() / tau, dim=-1) for z in logits]).mean(0)

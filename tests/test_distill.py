@@ -151,3 +151,18 @@ def test_search_policy_target_and_agreement_metrics():
                                None, 10, 10, search_policy=search)
     expected = sum(-torch.log_softmax(steps.policy_logits[k], -1)[:, 1] for k in range(4))
     torch.testing.assert_close(terms["response"], expected.detach() + 0 * terms["response"], rtol=1e-5, atol=1e-5)
+
+
+def test_temperature_fade_and_kd_alpha_schedules():
+    """--tau/--tau-end, --fade-distillation and --kd-alpha, as 02 applies them to every update's loss."""
+    from common.distill import combine_losses, fade_factor, temperature
+
+    assert temperature(0, 100, 4.0, None) == temperature(99, 100, 4.0, None) == 4.0
+    assert temperature(0, 101, 4.0, 1.0) == 4.0 and temperature(50, 101, 4.0, 1.0) == 2.5
+    assert temperature(100, 101, 4.0, 1.0) == 1.0 == temperature(500, 101, 4.0, 1.0)
+    assert fade_factor([], 10.0) == 1.0 and fade_factor([1.0], None) == 1.0
+    assert fade_factor([2.0, 4.0], 10.0) == pytest.approx(0.7) and fade_factor([12.0], 10.0) == 0.0
+    task, kd = torch.tensor(3.0), torch.tensor(5.0)
+    assert combine_losses(task, kd, None).item() == 8.0 and combine_losses(task, kd, None, 0.5).item() == 5.5
+    assert combine_losses(task, kd, 0.25).item() == pytest.approx(0.25 * 5 + 0.75 * 3)
+    assert combine_losses(task, kd, 0.25, fade=0.0).item() == pytest.approx(0.75 * 3)

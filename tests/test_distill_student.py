@@ -114,3 +114,22 @@ def test_student_resume_after_sigkill(tiny_teacher, tmp_path):
     assert after["teacher_return"] == before["teacher_return"]
     assert set(after["adapter"]) == set(before["adapter"])
     assert not all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+
+
+def test_teacher_buffer_start_and_residual_student_block(tiny_teacher, tmp_path):
+    """--data teacher-buffer fills the replay with the teacher's play before the student's own budget (and skips
+    the random phase); --student-block residual builds the student from the teacher's block type."""
+    r = run("02_distill_student.py", ["--env-id", "MinAtar/Breakout-v1", "--teacher", str(tiny_teacher),
+                                      "--teacher-eval-episodes", "0", *TINY, "--data", "teacher-buffer",
+                                      "--teacher-buffer-steps", "40", "--student-block", "residual"], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "filling the replay with 40 agent steps of the teacher's play" in r.stdout
+    ckpt = load_checkpoint(next(tmp_path.glob("*__*")) / "student.pt", "student")
+    c = ckpt["counters"]
+    assert c["teacher_env_steps"] == 40 and c["env_steps"] == 240  # the teacher's steps come on top
+    cfg = NetConfig.from_dict(ckpt["config"])
+    assert cfg.block == "residual"
+    net = EfficientZeroNet(cfg)
+    net.load_state_dict(ckpt["model"])
+    assert any(type(m).__name__ == "ResidualBlock" for m in net.representation.modules())
+    assert not any(type(m).__name__ == "InvertedResidual" for m in net.modules())
