@@ -166,9 +166,8 @@ def kill_at_random(t: Trials, category: str, n: int, sig: int = signal.SIGKILL, 
         args = [*GAME, *LONGER, "--run-dir", str(d)]
         problem = ""
         for k in range(kills):
-            run_dir = runs_in(d)[0] if runs_in(d) else None
-            cmd = [PY, str(ROOT / SCRIPTS["01"]), *args, *(["--resume", str(run_dir)] if run_dir and
-                                                         (run_dir / "teacher.pt").exists() else [])]
+            with_ckpt = [r for r in runs_in(d) if (r / "teacher.pt").exists()]
+            cmd = [PY, str(ROOT / SCRIPTS["01"]), *args, *(["--resume", str(with_ckpt[0])] if with_ckpt else [])]
             p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             if at_checkpoint_write:  # wait for the temporary checkpoint to appear, kill while it is written
                 t_end = time.time() + 60
@@ -185,10 +184,12 @@ def kill_at_random(t: Trials, category: str, n: int, sig: int = signal.SIGKILL, 
             if problem:
                 break
         if not problem:
-            dirs = runs_in(d)
+            # a run killed before its first checkpoint leaves a directory without one (kill -9 cannot be cleaned
+            # up after); the next start is then a new run, and at most one directory may hold a checkpoint
+            dirs = [r for r in runs_in(d) if (r / "teacher.pt").exists()]
             if len(dirs) > 1:
-                problem = f"{len(dirs)} run directories"
-            elif dirs and (dirs[0] / "teacher.pt").exists():
+                problem = f"{len(dirs)} run directories with a checkpoint"
+            elif dirs:
                 problem = resume_until_done(dirs[0], SCRIPTS["01"], args, "teacher", 48)
             else:  # killed before the first checkpoint: nothing to resume, a new run must still work
                 p = run(SCRIPTS["01"], args)
