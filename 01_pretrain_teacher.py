@@ -25,8 +25,8 @@ from common.learner import LossConfig, learning_rate, unrolled_loss, visit_tempe
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
-from common.replay import ReplayBuffer
-from common.runs import (Logger, ReplayStore, atomic_torch_save, claim_run_dir, finished, load_checkpoint,
+from common.replay import ReplayBuffer, ReplayStore
+from common.runs import (Logger, atomic_torch_save, claim_run_dir, finished, load_checkpoint,
                          pick_device, rng_state, set_rng_state)
 from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, sgd_step, train_scalars,
                              updates_due)

@@ -35,8 +35,8 @@ from common.mcts import MCTSConfig
 from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, count_acting_params, count_params,
                              default_config)
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
-from common.replay import ReplayBuffer
-from common.runs import (Logger, ReplayStore, atomic_np_save, atomic_torch_save, atomic_write_text, claim_run_dir,
+from common.replay import ReplayBuffer, ReplayStore
+from common.runs import (Logger, atomic_np_save, atomic_torch_save, atomic_write_text, claim_run_dir,
                          finished, load_checkpoint, pick_device, rng_state, set_rng_state)
 from common.search import run_search
 from common.selfplay import SelfPlay, evaluate

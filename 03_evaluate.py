@@ -35,10 +35,10 @@ from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, NetConfig
 from common.profile import profile_models
 from common.report import read_curves, write_plots, write_report
-from common.runs import atomic_write_text, eval_summary, load_checkpoint, pick_device
+from common.runs import atomic_write_text, load_checkpoint, pick_device
 from common.scores import (canonical_game, distillation_gains, hns_aggregate, load_paper_table1, paper_claim,
                            ratio_analysis)
-from common.selfplay import evaluate, random_play
+from common.selfplay import eval_summary, evaluate, random_play
 
 
 @dataclass

@@ -48,8 +48,8 @@ from common.learner import LossConfig, learning_rate, unrolled_loss, visit_tempe
 from common.mcts import MCTSConfig  # noqa: E402
 from common.networks import EfficientZeroNet, default_config  # noqa: E402
 from common.pipeline import SELFPLAY_LEAD, start_pipeline  # noqa: E402
-from common.replay import ReplayBuffer  # noqa: E402
-from common.runs import ReplayStore, pick_device  # noqa: E402
+from common.replay import ReplayBuffer, ReplayStore  # noqa: E402
+from common.runs import pick_device  # noqa: E402
 from common.selfplay import SelfPlay  # noqa: E402
 from common.training import env_steps_allowed, record_steps, sgd_step, updates_due  # noqa: E402
 

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from common.envs import FRAME_STACK
 from common.networks import VALUE_PREFIX_HORIZON
+from common.runs import write_failed
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -358,3 +360,79 @@ def value_prefix_targets(rewards: np.ndarray, num_unroll_steps: int, horizon: in
         acc = acc + rewards[:, j]
         out[:, j] = acc
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Replay on disk
+# ---------------------------------------------------------------------------------------------------------
+class ReplayStore:
+    """Mirrors a ReplayBuffer into `<run>/replay/`: two files per segment (`Segment.save`), written when it is pushed.
+    The checkpoint keeps only the index (which segments are live, their priorities), so a run killed at any moment
+    resumes from its last checkpoint with the replay that checkpoint describes.
+
+    The files of an evicted segment are deleted only once no checkpoint and no batch still in preparation can need
+    them: at the first checkpoint after its eviction, unless a reanalysis worker may still read it (`safe_before`)."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir) / "replay"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.pending_delete: list[tuple[int, int]] = []  # (first id, transitions pushed when it was evicted)
+
+    def path(self, first_id: int) -> Path:
+        return self.dir / f"{first_id:010d}.npz"
+
+    def push(self, buffer: ReplayBuffer, seg: Segment) -> None:
+        self.delete(buffer.total_pushed)  # leftovers of a run killed before its checkpoint named them
+        try:
+            seg.save(self.path(buffer.total_pushed))
+        except OSError as e:  # disk full: no half segment stays behind (the last checkpoint does not name it)
+            self.delete(buffer.total_pushed)
+            raise write_failed(self.path(buffer.total_pushed), e) from None
+        evicted = buffer.push(seg)
+        self.pending_delete += [(first_id, buffer.total_pushed) for first_id in evicted]
+
+    def delete(self, first_id: int) -> None:
+        self.path(first_id).unlink(missing_ok=True)
+        frames_path(self.path(first_id)).unlink(missing_ok=True)
+
+    def index(self, buffer: ReplayBuffer) -> dict:
+        """What a checkpoint stores about the replay."""
+        return {"first_ids": list(buffer.first_ids), "priorities": torch.from_numpy(buffer.priorities.copy()),
+                "first_live_id": buffer.first_live_id, "total_pushed": buffer.total_pushed,
+                "capacity": buffer.capacity, "alpha": buffer.alpha}
+
+    def after_checkpoint(self, safe_before: float = float("inf")) -> None:
+        """The new checkpoint no longer refers to evicted segments: their files can go, except those evicted after
+        the oldest batch still in preparation was sampled (`safe_before`: transitions pushed at that sampling)."""
+        keep = []
+        for first_id, evicted_at in self.pending_delete:
+            if evicted_at <= safe_before:
+                self.delete(first_id)
+            else:
+                keep.append((first_id, evicted_at))
+        self.pending_delete = keep
+
+    def restore(self, index: dict) -> ReplayBuffer:
+        """Rebuild the buffer a checkpoint describes; delete segment files it does not know (written after it)."""
+        buf = ReplayBuffer(capacity=index["capacity"], alpha=index["alpha"])
+        wanted = {self.path(i).name for i in index["first_ids"]} | {frames_path(self.path(i)).name
+                                                                    for i in index["first_ids"]}
+        for first_id in index["first_ids"]:
+            p = self.path(first_id)
+            if not p.is_file():
+                raise SystemExit(f"replay segment {p} named by the checkpoint is missing; cannot resume")
+            try:
+                buf.segments.append(Segment.load(p))
+            except Exception as e:  # noqa: BLE001 - truncated, emptied or overwritten: any of numpy's errors
+                raise SystemExit(f"replay segment {p} (or its .frames.npy) is damaged ({type(e).__name__}): the "
+                                 "run cannot resume without it; put the file back from a copy, or start a new run"
+                                 ) from None
+        buf.first_ids = list(index["first_ids"])
+        buf.priorities = index["priorities"].numpy().astype(np.float64)
+        buf.first_live_id, buf.total_pushed = index["first_live_id"], index["total_pushed"]
+        for p in self.dir.iterdir():
+            if p.name not in wanted:
+                p.unlink()
+        if sum(s.length for s in buf.segments) != len(buf.priorities):
+            raise SystemExit("replay index and segment files disagree; cannot resume")
+        return buf

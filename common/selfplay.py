@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.envs import FrameStack, make_env
+from common.envs import FrameStack, human_normalized_score, load_reference_scores, make_env
 from common.mcts import MCTSConfig, select_action
 from common.networks import EfficientZeroNet
 from common.replay import Segment, TrajectoryRecorder
@@ -155,3 +155,13 @@ def random_play(env_id: str, num_episodes: int = 32, first_seed: int = 0, max_st
                 break
         env.close()
     return {"scores": scores, "lengths": lengths, "seeds": list(range(first_seed, first_seed + num_episodes))}
+
+
+def eval_summary(result: dict, game: str, family: str) -> dict:
+    """Mean, std (and HNS for a game of the Atari reference table) of `selfplay.evaluate`'s result."""
+    scores = np.asarray(result["scores"])
+    out = {**result, "mean": float(scores.mean()), "std": float(scores.std()), "episodes": len(scores)}
+    table = load_reference_scores()
+    if family == "atari" and game in table:
+        out["hns"] = human_normalized_score(game, out["mean"], table)
+    return out

@@ -16,9 +16,9 @@ from common.args import TrainArgs
 from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet
 from common.pipeline import SelfPlayStep
-from common.replay import ReplayBuffer
-from common.runs import Logger, ReplayStore, atomic_write_text, eval_summary
-from common.selfplay import evaluate
+from common.replay import ReplayBuffer, ReplayStore
+from common.runs import Logger, atomic_write_text
+from common.selfplay import eval_summary, evaluate
 
 
 def record_steps(steps: list[SelfPlayStep], store: ReplayStore, replay: ReplayBuffer, counters: dict,

@@ -23,8 +23,8 @@ from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, minatar_teacher_config
 from common.pipeline import (InlineBatches, PipelineConfig, ReanalysisWorkers, SharedWeights, WorkerFailed,
                              _selfplay_worker, _wait, prepare_batch, sample_job)
-from common.replay import ReplayBuffer, Segment, TrajectoryRecorder, stacks
-from common.runs import ReplayStore, load_checkpoint
+from common.replay import ReplayBuffer, ReplayStore, Segment, TrajectoryRecorder, stacks
+from common.runs import load_checkpoint
 from common.search import run_search
 from common.training import env_steps_allowed, updates_due
 from tests.conftest import ENV, ROOT, TINY
