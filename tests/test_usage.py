@@ -113,6 +113,35 @@ def test_generated_evaluate_command_lines(tmp_path, tiny_teacher, pairs):
     check_outcome(*run_in_process("03_evaluate.py", argv), out)
 
 
+INSPECT_INTS = ["seed", "max-steps", "num-simulations", "unroll-steps", "unroll-every", "frames", "threads"]
+
+
+@settings(FUZZ, max_examples=8)  # a call that passes the checks plays and draws for a few seconds
+@given(pairs=flag_values(INSPECT_INTS, ["seed"]))
+def test_generated_inspect_command_lines(tmp_path, tiny_teacher, pairs):
+    out = fresh(tmp_path)
+    extra = [x for f, v in pairs for x in (f"--{f}", v)]
+    argv = ["--checkpoint", str(tiny_teacher), "--max-steps", "12", "--num-simulations", "2", "--unroll-steps", "2",
+            "--no-progress", "--threads", "1", "--out-dir", str(out), *extra]
+    check_outcome(*run_in_process("05_inspect.py", argv), out)
+
+
+SWEEP_INTS = ["seeds", "max-concurrent", "max-failures"]
+SWEEP_FLOATS = ["cpus-per-trial", "gpus-per-trial", "report-seconds"]
+
+
+@FUZZ
+@given(pairs=flag_values(SWEEP_INTS, SWEEP_FLOATS), games=st.sampled_from([[], ["Catch"], ["Nope"], ["all"]]),
+       variants=st.sampled_from([[], ["none"], ["nope"], ["x=--lr 0"], ["x=--nope 1"]]))
+def test_generated_sweep_command_lines(tmp_path, pairs, games, variants):
+    """--dry-run: every check of the sweep runs, Ray never starts."""
+    out = fresh(tmp_path)
+    extra = [x for f, v in pairs for x in (f"--{f}", v)]
+    argv = ["--preset", "toy", "--dry-run", "--runs-dir", str(out / "runs"), "--results-dir", str(out / "results"),
+            *(["--games", *games] if games else []), *(["--variants", *variants] if variants else []), *extra]
+    check_outcome(*run_in_process("04_sweep.py", argv), out)
+
+
 @pytest.mark.parametrize("script, flags, lines", [
     ("01_pretrain_teacher.py", ["--checkpoint-interval", "0", "--lr-decay-steps", "0", "--channels", "0"],
      ["--checkpoint-interval must be >= 1", "--lr-decay-steps must be >= 1", "--channels must be >= 1"]),
