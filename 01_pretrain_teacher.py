@@ -21,15 +21,16 @@ from tqdm import tqdm
 
 from common.args import TrainArgs, check_resume_args, check_train_args, note_checkpoint, parse_args
 from common.envs import make_env
-from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature
-from common.mcts import MCTSConfig
+from common.loss import LossConfig, unrolled_loss
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer, ReplayStore
-from common.runs import (Logger, atomic_torch_save, claim_run_dir, finished, load_checkpoint,
-                         pick_device, rng_state, set_rng_state)
-from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, sgd_step, train_scalars,
-                             updates_due)
+from common.runs import (Logger, atomic_torch_save, claim_run_dir, finished, load_checkpoint, pick_device, rng_state,
+                         set_rng_state)
+from common.selfplay import visit_temperature
+from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, sgd_step,
+                             train_scalars, updates_due)
+from common.tree import MCTSConfig
 
 
 @dataclass

@@ -30,18 +30,18 @@ from common.args import (TrainArgs, at_least, check_resume_args, note_checkpoint
 from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, combine_losses, distillation_terms, fade_factor,
                             heldout_agreement, load_teacher, search_actions, teacher_unroll, temperature)
 from common.envs import make_env
-from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature
-from common.mcts import MCTSConfig
-from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, count_acting_params, count_params,
-                             default_config)
+from common.loss import LossConfig, unrolled_loss
+from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, amp_context, count_acting_params,
+                             count_params, default_config)
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer, ReplayStore
-from common.runs import (Logger, atomic_np_save, atomic_torch_save, atomic_write_text, claim_run_dir,
-                         finished, load_checkpoint, pick_device, rng_state, set_rng_state)
+from common.runs import (Logger, atomic_np_save, atomic_torch_save, atomic_write_text, claim_run_dir, finished,
+                         load_checkpoint, pick_device, rng_state, set_rng_state)
 from common.search import run_search
-from common.selfplay import SelfPlay, evaluate
-from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, sgd_step, train_scalars,
-                             updates_due)
+from common.selfplay import SelfPlay, evaluate, visit_temperature
+from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, sgd_step,
+                             train_scalars, updates_due)
+from common.tree import MCTSConfig
 
 
 @dataclass
@@ -358,8 +358,7 @@ if __name__ == "__main__":
             # --- the frozen teacher over the same observation and actions ------------------------------------
             t2 = time.time()
             tau = temperature(updates, total_updates, args.tau, args.tau_end)
-            with torch.no_grad(), (torch.autocast("cuda", dtype=torch.float16) if use_amp
-                                   else torch.autocast("cpu", enabled=False)):
+            with torch.no_grad(), amp_context(device, use_amp):
                 teacher_steps = teacher_unroll(teachers, obs0.detach(), batch.actions)
             search_policy = None
             if args.response_target == "search" and args.response_weight > 0:

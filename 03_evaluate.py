@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -31,14 +30,14 @@ from tqdm import tqdm
 from common.args import at_least, not_finite, parse_args, usage_error
 from common.distill import WEIGHT_FLAGS, heldout_agreement
 from common.envs import load_reference_scores, make_env
-from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, NetConfig
 from common.profile import profile_models
 from common.report import read_curves, write_plots, write_report
-from common.runs import atomic_write_text, load_checkpoint, pick_device
+from common.runs import atomic_write_text, git_state, load_checkpoint, pick_device
 from common.scores import (canonical_game, distillation_gains, hns_aggregate, load_paper_table1, paper_claim,
                            ratio_analysis)
 from common.selfplay import eval_summary, evaluate, random_play
+from common.tree import MCTSConfig
 
 
 @dataclass
@@ -161,21 +160,12 @@ def play(model: Model, args: Args, mcts: MCTSConfig, episodes: int, desc: str, u
 
 
 def environment_info(device: torch.device) -> dict:
-    def git(*cmd):
-        try:
-            return subprocess.run(["git", *cmd], cwd=Path(__file__).parent, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except OSError:
-            return ""
-
     import gymnasium
     import onnxruntime
 
     return {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": git("rev-parse", "HEAD") or os.environ.get("EZ_DISTILL_COMMIT", ""),  # Docker: no .git
-        # uncommitted changes to the code (not to results/, which this script itself rewrites)
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")),
+        **git_state(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "gymnasium": gymnasium.__version__, "onnxruntime": onnxruntime.__version__},

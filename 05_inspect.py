@@ -30,11 +30,11 @@ from tqdm import tqdm
 
 from common.args import at_least, parse_args, usage_error
 from common.envs import FrameStack, make_env, resolve_env_id, stack_frames
-from common.mcts import MCTSConfig, select_action
 from common.networks import VALUE_PREFIX_HORIZON, EfficientZeroNet, NetConfig, support_to_scalar
-from common.runs import load_checkpoint, pick_device
+from common.runs import git_state, load_checkpoint, pick_device
 from common.scores import canonical_game
 from common.search import run_search
+from common.tree import MCTSConfig, select_action
 
 MINATAR_ACTIONS = ["no-op", "left", "up", "right", "down", "fire"]  # MinAtar's action_map 'n l u r d f'
 CHUNK = 256  # states per network call after the episode; also the train-mode batch (a training batch's order)
@@ -223,7 +223,7 @@ def imagine(net: EfficientZeroNet, frames: np.ndarray, starts: np.ndarray, actio
     """The model's unroll (`EfficientZeroNet.unroll`, the learner's) from each start along the K actions taken:
     predicted reward of steps k = 1..K and value of k = 0..K. The reward of step k is the value prefix after k minus
     the one after k - 1, except right after an LSTM restart (k - 1 a multiple of VALUE_PREFIX_HORIZON), where the
-    prefix counts from 0 again: as `common.mcts` turns prefixes into rewards and `replay.value_prefix_targets` builds
+    prefix counts from 0 again: as `common.tree` turns prefixes into rewards and `targets.value_prefix_targets` builds
     their targets.
 
     train: a copy of the network in train mode, so BatchNorm normalises each batch by its own statistics, as in
@@ -723,6 +723,7 @@ if __name__ == "__main__":
 
     view = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **git_state(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "args": asdict(args),
         "seconds": {"play": play_seconds},

@@ -19,7 +19,7 @@ import numpy as np
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: common/ and tests/ importable
-from common.mcts import MCTSConfig, search  # noqa: E402
+from common.tree import MCTSConfig, search  # noqa: E402
 from tests.reference_mcts import RefConfig, reference_search  # noqa: E402
 
 # On a 2-core CPU (issue #3): EfficientZero's C++ tree, LightZero's C++ tree, and this project's targets, in ms.

@@ -44,14 +44,14 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: common/ importable
 from common.args import TrainArgs  # noqa: E402
 from common.envs import make_env  # noqa: E402
-from common.learner import LossConfig, learning_rate, unrolled_loss, visit_temperature  # noqa: E402
-from common.mcts import MCTSConfig  # noqa: E402
+from common.loss import LossConfig, unrolled_loss  # noqa: E402
 from common.networks import EfficientZeroNet, default_config  # noqa: E402
 from common.pipeline import SELFPLAY_LEAD, start_pipeline  # noqa: E402
 from common.replay import ReplayBuffer, ReplayStore  # noqa: E402
 from common.runs import pick_device  # noqa: E402
-from common.selfplay import SelfPlay  # noqa: E402
-from common.training import env_steps_allowed, record_steps, sgd_step, updates_due  # noqa: E402
+from common.selfplay import SelfPlay, visit_temperature  # noqa: E402
+from common.training import env_steps_allowed, learning_rate, record_steps, sgd_step, updates_due  # noqa: E402
+from common.tree import MCTSConfig  # noqa: E402
 
 PAPER_UPDATES = 120_000
 # the teacher of the minatar preset (common/presets.py): the MinAtar runs of the results table

@@ -1,7 +1,7 @@
 """Distillation terms of stage 2 (docs/algorithm.md, 'Stage 2: the distilled student'; the seed paper's section 4).
 
 The frozen teacher is unrolled over the same (augmented) observation and the same K actions as the student; the
-student's per-step outputs come from `common.learner.unrolled_loss(..., return_steps=True)`. Terms, each summed
+student's per-step outputs come from `common.loss.unrolled_loss(..., return_steps=True)`. Terms, each summed
 over the unroll steps like the task terms (steps k >= 1 masked past the trajectory end) and averaged over the batch:
 
     response  tau^2 KL(softmax(z_T / tau) || softmax(z_S / tau))               k = 0..K  (policy logits z)
@@ -22,8 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, Unroll, scalar_to_support,
-                             support_to_scalar)
+from common.networks import EfficientZeroNet, FeatureAdapter, NetConfig, Unroll, scalar_to_support, support_to_scalar
 from common.runs import load_checkpoint
 
 
@@ -175,7 +174,7 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def search_actions(net: EfficientZeroNet, states, mcts, chunk_size: int = 256, autocast: bool = False) -> np.ndarray:
     """The action `net`'s search plays from each state (argmax of visits, no root noise, lowest index on ties)."""
-    from common.mcts import select_action  # local: keeps this module importable without the search
+    from common.tree import select_action  # local: keeps this module importable without the search
     from common.search import run_search
 
     res = run_search(net, states, mcts, deterministic_ties=True, chunk_size=chunk_size, autocast=autocast)

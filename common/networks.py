@@ -15,6 +15,7 @@ Values and value prefixes are categorical over the support -S..S (601 atoms for 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -371,6 +372,14 @@ class Prediction(nn.Module):
         return policy, value
 
 
+def amp_context(device, enabled: bool, cache: bool = True):
+    """Mixed precision where it is on: float16 autocast on CUDA (`--amp`), nothing on the CPU. `cache=False` for the
+    search's captured step: autocast's cache of cast weights must not outlive a CUDA graph capture (PyTorch docs)."""
+    if enabled and torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16, cache_enabled=cache)
+    return contextlib.nullcontext()
+
+
 def _halve_gradient(x: torch.Tensor) -> torch.Tensor:
     # MuZero: the gradient through each unrolled latent is halved. As EfficientZero, the hook halves the whole
     # gradient arriving at the latent (from its own heads and from the next step).
@@ -406,7 +415,7 @@ class RecurrentOutput(NamedTuple):
 
 
 # The value-prefix LSTM starts again from zeros every 5 unroll steps (EfficientZero's horizon): the unroll below, the
-# search (`MCTSConfig.value_prefix_horizon`) and the value-prefix targets (`replay.value_prefix_targets`) agree on it.
+# search (`MCTSConfig.value_prefix_horizon`) and the value-prefix targets (`targets.value_prefix_targets`) agree on it.
 VALUE_PREFIX_HORIZON = 5
 
 

@@ -45,12 +45,13 @@ import torch.multiprocessing as mp
 
 from common.args import TrainArgs
 from common.envs import FRAME_STACK
-from common.learner import LossConfig, TargetArrays, reanalyse, to_device, visit_temperature
-from common.mcts import MCTSConfig
+from common.loss import LossConfig
 from common.networks import EfficientZeroNet, NetConfig
-from common.replay import ReplayBuffer, Segment, beta_schedule, gather_batch
+from common.replay import ReplayBuffer, Segment, beta_schedule
 from common.search import graph_status
-from common.selfplay import SelfPlay
+from common.selfplay import SelfPlay, visit_temperature
+from common.targets import TargetArrays, gather_batch, reanalyse, to_device
+from common.tree import MCTSConfig
 
 SELFPLAY_LEAD = 4  # steps of every environment the self-play process may play ahead of what the learner needs
 
@@ -123,7 +124,7 @@ def prepare_batch(job: Job, replay: ReplayBuffer, target_net: EfficientZeroNet, 
                        spec.td_age_per_step)
     if timing is not None:
         timing["sample"] = timing.get("sample", 0.0) + time.perf_counter() - t0
-    return reanalyse(raw, job.weights, target_net, spec.mcts, spec.loss, spec.reanalyse_fraction, rng,
+    return reanalyse(raw, job.weights, target_net, spec.mcts, spec.reanalyse_fraction, rng,
                      spec.chunk_size, spec.autocast, spec.cuda_graph, timing)
 
 

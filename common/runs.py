@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -99,6 +100,20 @@ def load_checkpoint(path: Path, kind: str | None) -> dict:
         found = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise SystemExit(f"{path} is not a {kind or 'teacher or student'} checkpoint (found {found!r})")
     return ckpt
+
+
+def git_state() -> dict:
+    """The code a result came from: the commit (in Docker, where there is no .git, the image's EZ_DISTILL_COMMIT)
+    and whether the code had uncommitted changes (results/, which the scripts themselves rewrite, does not count)."""
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], cwd=Path(__file__).parents[1], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except OSError:
+            return ""
+
+    return {"git_commit": git("rev-parse", "HEAD") or os.environ.get("EZ_DISTILL_COMMIT", ""),
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))}
 
 
 def pick_device(name: str) -> torch.device:

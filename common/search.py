@@ -1,4 +1,4 @@
-"""The torch side of the search: batched network calls for `common.mcts.search`.
+"""The torch side of the search: batched network calls for `common.tree.search`.
 
 Latent states and the value-prefix LSTM's (h, c) of every node stay on the device in pools indexed [node, B, ...]
 (node 0 = root, node s+1 made by simulation s). Per simulation, `RecurrentStep` sends the parents' node indices,
@@ -17,7 +17,6 @@ or mismatch falls back to eager calls with one warning.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 import weakref
@@ -25,20 +24,13 @@ import weakref
 import numpy as np
 import torch
 
-from common.mcts import MCTSConfig, SearchResult, search
-from common.networks import EfficientZeroNet, support_to_scalar
+from common.networks import EfficientZeroNet, amp_context, support_to_scalar
+from common.tree import MCTSConfig, SearchResult, search
 
 
 def _chunks(n: int, size: int | None):
     size = size or n
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def _autocast(device: torch.device, enabled: bool):
-    # cache_enabled=False: autocast's cache of cast weights must not outlive a CUDA graph capture (PyTorch docs)
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16, cache_enabled=False)
-    return contextlib.nullcontext()
 
 
 class RecurrentStep:
@@ -76,7 +68,7 @@ class RecurrentStep:
         parent, action, keep, new = self.inputs[0], self.inputs[1], self.inputs[2:3].T.float(), self.inputs[3, :1]
         for c in self.chunks:
             p, b = parent[c], self.batch_idx[c]
-            with _autocast(self.device, self.autocast):
+            with amp_context(self.device, self.autocast, cache=False):
                 out = self.net.recurrent_inference(self.latent[p, b], (self.h[p, b], self.c[p, b]), action[c])
             h, cell = out.lstm_state
             self.latent[:, c].index_copy_(0, new, out.latent.float()[None])
@@ -173,7 +165,7 @@ def run_search(net: EfficientZeroNet, obs, cfg: MCTSConfig = MCTSConfig(), rng: 
     obs = torch.as_tensor(obs).to(device, non_blocking=True)
     B = obs.shape[0]
     chunks = _chunks(B, chunk_size)
-    with _autocast(device, autocast):
+    with amp_context(device, autocast, cache=False):
         outs = [net.initial_inference(obs[c]) for c in chunks]
     latent0 = torch.cat([o.latent for o in outs]).float()
     root_logits = torch.cat([o.policy_logits for o in outs]).float().cpu().numpy()

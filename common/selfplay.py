@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from common.envs import FrameStack, human_normalized_score, load_reference_scores, make_env
-from common.mcts import MCTSConfig, select_action
 from common.networks import EfficientZeroNet
 from common.replay import Segment, TrajectoryRecorder
 from common.search import run_search
+from common.tree import MCTSConfig, select_action
 
 
 class SelfPlay:
@@ -165,3 +165,13 @@ def eval_summary(result: dict, game: str, family: str) -> dict:
     if family == "atari" and game in table:
         out["hns"] = human_normalized_score(game, out["mean"], table)
     return out
+
+
+def visit_temperature(update: int, train_updates: int) -> float:
+    """Self-play action temperature (EfficientZero Atari): 1 for the first half of training, 0.5 to 75%, then
+    0.25."""
+    if update < 0.5 * train_updates:
+        return 1.0
+    if update < 0.75 * train_updates:
+        return 0.5
+    return 0.25

@@ -13,12 +13,12 @@ import torch
 from tqdm import tqdm
 
 from common.args import TrainArgs
-from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet
 from common.pipeline import SelfPlayStep
 from common.replay import ReplayBuffer, ReplayStore
 from common.runs import Logger, atomic_write_text
 from common.selfplay import eval_summary, evaluate
+from common.tree import MCTSConfig
 
 
 def record_steps(steps: list[SelfPlayStep], store: ReplayStore, replay: ReplayBuffer, counters: dict,
@@ -120,3 +120,14 @@ def train_scalars(terms: dict[str, torch.Tensor], grad_norm: float, lr: float, b
         **reanalyse_stats,
         **{f"time/{k}_seconds": v for k, v in timing.items()},
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The learning-rate schedule
+# ---------------------------------------------------------------------------------------------------------
+def learning_rate(update: int, lr: float = 0.2, warmup: int = 1000, decay_steps: int = 100_000,
+                  decay_rate: float = 0.1) -> float:
+    """Linear warm-up to `lr` over `warmup` updates, then x decay_rate every `decay_steps` updates."""
+    if update < warmup:
+        return lr * (update + 1) / warmup
+    return lr * decay_rate ** (update // decay_steps)

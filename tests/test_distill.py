@@ -13,8 +13,9 @@ import torch
 
 from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, distillation_terms, js_divergence, kl_to_student,
                             teacher_unroll)
-from common.learner import LossConfig, Targets, unrolled_loss
+from common.loss import LossConfig, unrolled_loss
 from common.networks import EfficientZeroNet, FeatureAdapter, minatar_student_config, minatar_teacher_config
+from common.targets import Targets
 
 A, K = 3, 5
 OBS = (8, 6, 6)

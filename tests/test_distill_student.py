@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from common.distill import DistillConfig, distillation_terms, load_teacher, teacher_unroll
-from common.learner import LossConfig, make_targets, unrolled_loss
-from common.mcts import MCTSConfig
+from common.loss import LossConfig, unrolled_loss
 from common.networks import EfficientZeroNet, FeatureAdapter, NetConfig, minatar_student_config
-from common.replay import ReplayBuffer, TrajectoryRecorder, gather_batch
+from common.replay import ReplayBuffer, TrajectoryRecorder
 from common.runs import load_checkpoint
+from common.targets import gather_batch, make_targets
+from common.tree import MCTSConfig
 from tests.conftest import TINY, kill_after_checkpoint, run_script
 
 
@@ -74,7 +75,7 @@ def test_teacher_stays_frozen_and_student_learns(tiny_teacher):
     for _ in range(5):
         ids, w = buf.sample(16, 0.4, rng)
         raw = gather_batch(buf, ids, 5, 5, 3, rng)
-        batch, _ = make_targets(raw, w, student, MCTSConfig(num_simulations=2), LossConfig(augment=False), 0.5, rng,
+        batch, _ = make_targets(raw, w, student, MCTSConfig(num_simulations=2), 0.5, rng,
                                 "cpu")
         student.train()
         loss, _, _, obs0, steps = unrolled_loss(student, batch, LossConfig(augment=False), rng, return_steps=True)

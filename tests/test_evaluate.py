@@ -9,9 +9,9 @@ import torch
 
 from common.distill import heldout_agreement
 from common.envs import make_env
-from common.mcts import MCTSConfig
 from common.networks import EfficientZeroNet, minatar_student_config, minatar_teacher_config
 from common.selfplay import evaluate, random_play
+from common.tree import MCTSConfig
 from tests.conftest import evaluate_script
 
 SMALL = ["--episodes", "2", "--num-simulations", "2", "--max-steps", "60", "--latency-repeats", "2",

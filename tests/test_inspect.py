@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from common.envs import FrameStack, make_env
-from common.mcts import MCTSConfig, select_action
 from common.networks import EfficientZeroNet, NetConfig, support_to_scalar
-from common.replay import value_prefix_targets
 from common.runs import load_checkpoint
 from common.search import run_search
 from common.selfplay import evaluate
+from common.targets import value_prefix_targets
+from common.tree import MCTSConfig, select_action
 from tests.conftest import ROOT
 
 K = 7  # longer than the value-prefix horizon (5): the unroll crosses an LSTM restart

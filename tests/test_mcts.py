@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from common.mcts import MCTSConfig, sample_dirichlet_noise, search, select_action
 from common.networks import EfficientZeroNet, minatar_student_config, minatar_teacher_config, support_to_scalar
 from common.search import run_search
+from common.tree import MCTSConfig, sample_dirichlet_noise, search, select_action
 from tests.reference_mcts import RefConfig, ref_select_action, reference_search
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ class FakeModel:
         return np.stack([self(b, ())[2] for b in range(batch)])
 
     def vectorized_fn(self, batch: int):
-        """recurrent_fn for common.mcts.search: tracks every node's action path per root."""
+        """recurrent_fn for common.tree.search: tracks every node's action path per root."""
         paths = [{0: ()} for _ in range(batch)]
 
         def fn(parent, action, new, reset):
@@ -229,7 +229,7 @@ def test_adapter_matches_reference_with_network_model():
 
 
 def test_mcts_module_imports_no_torch():
-    code = "import sys, common.mcts; assert 'torch' not in sys.modules, 'common.mcts imported torch'"
+    code = "import sys, common.tree; assert 'torch' not in sys.modules, 'common.tree imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

@@ -8,8 +8,8 @@ import torch
 
 from common.networks import (VALUE_PREFIX_HORIZON, EfficientZeroNet, FeatureAdapter, InvertedResidual, NetConfig,
                              ResidualBlock, SampleNorm2d, count_acting_params, count_params, default_config,
-                             inverse_value_transform, minatar_student_config, minatar_teacher_config,
-                             scalar_to_support, student_config, support_to_scalar, teacher_config, value_transform)
+                             inverse_value_transform, minatar_student_config, minatar_teacher_config, scalar_to_support,
+                             student_config, support_to_scalar, teacher_config, value_transform)
 
 ATARI = (12, 96, 96)
 
@@ -115,8 +115,8 @@ def test_unroll_is_the_inference_calls_with_the_lstm_restarted_every_horizon():
     search and the value-prefix targets restart the LSTM at the same horizon."""
     import inspect
 
-    from common.mcts import MCTSConfig
-    from common.replay import value_prefix_targets
+    from common.tree import MCTSConfig
+    from common.targets import value_prefix_targets
 
     torch.manual_seed(0)
     net = EfficientZeroNet(minatar_teacher_config((4, 10, 10), 3, support_size=10)).eval()

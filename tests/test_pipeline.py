@@ -18,15 +18,16 @@ import torch
 import torch.multiprocessing as mp
 
 from common.args import TrainArgs, check_train_args
-from common.learner import LossConfig, to_device
-from common.mcts import MCTSConfig
+from common.loss import LossConfig
 from common.networks import EfficientZeroNet, minatar_teacher_config
 from common.pipeline import (InlineBatches, PipelineConfig, ReanalysisWorkers, SharedWeights, WorkerFailed,
                              _selfplay_worker, _wait, prepare_batch, sample_job)
-from common.replay import ReplayBuffer, ReplayStore, Segment, TrajectoryRecorder, stacks
+from common.replay import ReplayBuffer, ReplayStore, Segment, TrajectoryRecorder
 from common.runs import load_checkpoint
 from common.search import run_search
+from common.targets import stacks, to_device
 from common.training import env_steps_allowed, updates_due
+from common.tree import MCTSConfig
 from tests.conftest import ENV, ROOT, TINY
 
 A, FRAME = 3, (4, 10, 10)
@@ -269,15 +270,17 @@ RUN = ["--env-id", "MinAtar/Breakout-v1", "--random-transitions", "100", "--batc
 
 
 def children(pid: int) -> list[int]:
+    """The child processes of `pid` in the order they started (by start time: pids wrap around at pid_max)."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(d.name))
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()  # fields 3.. of proc(5)'s stat
+                if int(fields[1]) == pid:
+                    out.append((int(fields[19]), int(d.name)))  # field 22: start time
             except (OSError, IndexError, ValueError):
                 pass
-    return sorted(out)
+    return [p for _, p in sorted(out)]
 
 
 def start(args: list[str], run_parent: Path) -> subprocess.Popen:

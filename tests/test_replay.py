@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.learner import (LossConfig, augment, learning_rate, make_targets, unrolled_loss, visit_temperature)
-from common.mcts import MCTSConfig
+from common.loss import LossConfig, augment, unrolled_loss
 from common.networks import EfficientZeroNet, minatar_teacher_config
-from common.replay import (ReplayBuffer, Segment, TrajectoryRecorder, beta_schedule, gather_batch,
-                           td_steps_for_age, value_prefix_targets, value_targets)
+from common.replay import ReplayBuffer, Segment, TrajectoryRecorder, beta_schedule
+from common.selfplay import visit_temperature
+from common.targets import gather_batch, make_targets, td_steps_for_age, value_prefix_targets, value_targets
+from common.training import learning_rate
+from common.tree import MCTSConfig
 
 A = 3
 SHAPE = (1, 2, 2)  # one channel, 2x2 frames; a frame's pixels hold its time so stacks can be read back
@@ -197,7 +199,7 @@ def test_make_targets_bootstraps_from_the_target_network():
     seg = record(rec, 20)[0]
     raw = gather_batch(buffer_with(seg), np.array([3]), 5, 5, A, np.random.default_rng(0))
     mcts = MCTSConfig(num_simulations=4)
-    targets, _ = make_targets(raw, np.ones(1), net, mcts, LossConfig(augment=False), reanalyse_fraction=0.0,
+    targets, _ = make_targets(raw, np.ones(1), net, mcts, reanalyse_fraction=0.0,
                               rng=np.random.default_rng(0), device="cpu")
     from common.networks import support_to_scalar
     g = mcts.discount
@@ -208,7 +210,7 @@ def test_make_targets_bootstraps_from_the_target_network():
         expected = sum(g**i * seg.rewards[3 + k + i] for i in range(5)) + g**5 * v
         assert targets.value[0, k].item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
     np.testing.assert_array_equal(targets.policy.numpy()[0], seg.policies[3:9])  # fraction 0: stored policies
-    fresh, stats = make_targets(raw, np.ones(1), net, mcts, LossConfig(augment=False), reanalyse_fraction=1.0,
+    fresh, stats = make_targets(raw, np.ones(1), net, mcts, reanalyse_fraction=1.0,
                                 rng=np.random.default_rng(0), device="cpu")
     assert stats["reanalyse/roots"] == 6
     np.testing.assert_allclose(fresh.policy.sum(-1).numpy(), 1.0, rtol=1e-6)  # search visit distributions
@@ -235,7 +237,7 @@ def test_unrolled_loss_masks_terms_past_the_end():
     net = EfficientZeroNet(cfg).train()
     seg = make_segment(6, ended=True, rewards=np.arange(1, 7))
     raw = gather_batch(buffer_with(seg), np.array([4, 0]), 5, 5, A, np.random.default_rng(0))
-    targets, _ = make_targets(raw, np.ones(2), net, MCTSConfig(num_simulations=2), LossConfig(augment=False),
+    targets, _ = make_targets(raw, np.ones(2), net, MCTSConfig(num_simulations=2),
                               0.0, np.random.default_rng(0), "cpu")
     loss_cfg = LossConfig(augment=False)
     torch.manual_seed(1)

@@ -293,12 +293,13 @@ def test_ctrl_c_is_one_line_that_says_how_to_continue(tmp_path):
     import subprocess
     import time
 
-    flags = ["--env-id", "Toy/Catch-v0", *TINY[:4], "--train-updates", "400", *TINY[6:], "--run-dir", str(tmp_path)]
+    flags = ["--env-id", "Toy/Catch-v0", *TINY[:4], "--train-updates", "20000", *TINY[6:], "--run-dir", str(tmp_path)]
     p = subprocess.Popen([sys.executable, str(ROOT / "01_pretrain_teacher.py"), *flags], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list(tmp_path.glob("*/teacher.pt")) and time.time() < deadline and p.poll() is None:
         time.sleep(0.1)
+    assert p.poll() is None, "the run ended before its first checkpoint"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode != 0 and "Traceback" not in err, err
