@@ -554,7 +554,8 @@ def draw(view: dict, frames: np.ndarray, out_dir: Path) -> dict[str, str]:
     for role in roles:
         h = hs[role]
         ax.plot(h["unit_std"], color=COLORS[role], label=f"{label[role]}: mean spread {h['latent_spread']:.3f}; "
-                f"its raw policy: spread {h['policy_spread']:.3f}, same argmax on {h['modal_action']:.0%} of states")
+                f"its raw policy: spread {h['policy_spread']:.3f}, its most common argmax on "
+                f"{h['modal_action']:.0%} of states")
     ax.set_xlabel("hidden-state unit (sorted by its spread)")
     ax.set_ylabel("std over the episode's states")
     ax.set_title("Spread of each hidden-state unit over the states", fontsize=9)
@@ -571,7 +572,7 @@ def draw(view: dict, frames: np.ndarray, out_dir: Path) -> dict[str, str]:
          "to state: the standard deviation of each unit over the episode's states, largest first, and how far the "
          "two networks' hidden states are apart (when they have the same size). A feature-distilled student that "
          "matched its teacher by making its hidden state nearly constant shows a flat, low curve; policy spread "
-         "and 'one action on N% of states' say whether its raw policy still depends on the state.")
+         "and 'most common argmax on N% of states' say whether its raw policy still depends on the state.")
     return captions
 
 
