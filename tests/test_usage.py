@@ -294,8 +294,11 @@ def test_ctrl_c_is_one_line_that_says_how_to_continue(tmp_path):
     import time
 
     flags = ["--env-id", "Toy/Catch-v0", *TINY[:4], "--train-updates", "20000", *TINY[6:], "--run-dir", str(tmp_path)]
+    # as from a terminal: a test suite started in the background (`cmd &` without job control) ignores SIGINT, and
+    # a child would inherit that
     p = subprocess.Popen([sys.executable, str(ROOT / "01_pretrain_teacher.py"), *flags], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list(tmp_path.glob("*/teacher.pt")) and time.time() < deadline and p.poll() is None:
         time.sleep(0.1)

@@ -168,7 +168,8 @@ def kill_at_random(t: Trials, category: str, n: int, sig: int = signal.SIGKILL, 
         for k in range(kills):
             with_ckpt = [r for r in runs_in(d) if (r / "teacher.pt").exists()]
             cmd = [PY, str(ROOT / SCRIPTS["01"]), *args, *(["--resume", str(with_ckpt[0])] if with_ckpt else [])]
-            p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
             if at_checkpoint_write:  # wait for the temporary checkpoint to appear, kill while it is written
                 t_end = time.time() + 60
                 while p.poll() is None and time.time() < t_end and not list(d.glob("*/teacher.pt.tmp")):
