@@ -178,9 +178,11 @@ def kill_at_random(t: Trials, category: str, n: int, sig: int = signal.SIGKILL, 
                 time.sleep(rnd.uniform(1.5, 9.0))
             p.send_signal(sig)
             out, err = p.communicate(timeout=120)
-            if sig == signal.SIGINT and p.returncode != 0:
+            if sig == signal.SIGINT:  # the run must stop, in one line that says how to continue
                 problem = one_line(subprocess.CompletedProcess(cmd, p.returncode, out, err))
-                if not problem and "interrupted" not in err:
+                if problem == "exit code 0":
+                    problem = "the run went on after Ctrl-C"
+                elif not problem and "interrupted" not in err:
                     problem = f"Ctrl-C message: {err.strip()[-120:]}"
             if problem:
                 break
