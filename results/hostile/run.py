@@ -33,8 +33,9 @@ TINY = ["--total-env-steps", "240", "--random-transitions", "80", "--train-updat
         "--batch-size", "8", "--num-simulations", "2", "--segment-length", "20", "--channels", "8",
         "--lstm-hidden", "16", "--eval-interval", "0", "--final-eval-episodes", "2", "--eval-max-steps", "200",
         "--checkpoint-interval", "4", "--no-progress", "--threads", "1"]
-# a run long enough (~10 s) that a kill at a random moment lands in collection, learning, checkpoints or evaluation
-LONGER = [*TINY[:4], "--train-updates", "40", "--extra-updates", "8", *TINY[8:]]
+# a run long enough (~10-20 s) that a kill at a random moment lands in collection, learning, checkpoints or evaluation
+LONGER = [*TINY[:4], "--train-updates", "150", "--extra-updates", "50", *TINY[8:]]
+LONGER_UPDATES = 200
 STUDENT = ["--response-weight", "1", "--feature-latent-weight", "0.1", "--teacher-eval-episodes", "2"]
 
 
@@ -158,46 +159,52 @@ def same_second(t: Trials, teacher: Path) -> None:
             t.record("same-second runs", f"two {script} runs at once, #{rep + 1}", problem)
 
 
-def kill_at_random(t: Trials, category: str, n: int, sig: int = signal.SIGKILL, kills: int = 1,
+def kill_at_random(t: Trials, category: str, n: int, clean_seconds: float, sig: int = signal.SIGKILL, kills: int = 1,
                    at_checkpoint_write: bool = False, seed: int = 0) -> None:
     rnd = random.Random(seed)
     for i in range(n):
-        d = t.fresh("kill")
-        args = [*GAME, *LONGER, "--run-dir", str(d)]
-        problem = ""
-        for k in range(kills):
-            with_ckpt = [r for r in runs_in(d) if (r / "teacher.pt").exists()]
-            cmd = [PY, str(ROOT / SCRIPTS["01"]), *args, *(["--resume", str(with_ckpt[0])] if with_ckpt else [])]
-            p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
-            if at_checkpoint_write:  # wait for the temporary checkpoint to appear, kill while it is written
-                t_end = time.time() + 60
-                while p.poll() is None and time.time() < t_end and not list(d.glob("*/teacher.pt.tmp")):
-                    time.sleep(0.0005)
-            else:
-                time.sleep(rnd.uniform(1.5, 9.0))
-            p.send_signal(sig)
-            out, err = p.communicate(timeout=120)
-            if sig == signal.SIGINT:  # the run must stop, in one line that says how to continue
-                problem = one_line(subprocess.CompletedProcess(cmd, p.returncode, out, err))
-                if problem == "exit code 0":
-                    problem = "the run went on after Ctrl-C"
-                elif not problem and "interrupted" not in err:
-                    problem = f"Ctrl-C message: {err.strip()[-120:]}"
-            if problem:
+        for _attempt in range(5):  # a draw that lands after the run ended is no trial: draw again
+            problem = kill_trial(t.fresh("kill"), clean_seconds, sig, kills, at_checkpoint_write, rnd)
+            if not problem.startswith("void"):
                 break
-        if not problem:
-            # a run killed before its first checkpoint leaves a directory without one (kill -9 cannot be cleaned
-            # up after); the next start is then a new run, and at most one directory may hold a checkpoint
-            dirs = [r for r in runs_in(d) if (r / "teacher.pt").exists()]
-            if len(dirs) > 1:
-                problem = f"{len(dirs)} run directories with a checkpoint"
-            elif dirs:
-                problem = resume_until_done(dirs[0], SCRIPTS["01"], args, "teacher", 48)
-            else:  # killed before the first checkpoint: nothing to resume, a new run must still work
-                p = run(SCRIPTS["01"], args)
-                problem = "" if p.returncode == 0 else one_line(p) or f"exit {p.returncode}"
         t.record(category, f"#{i + 1}" + (" (during a checkpoint write)" if at_checkpoint_write else ""), problem)
+
+
+def kill_trial(d: Path, clean_seconds: float, sig: int, kills: int, at_checkpoint_write: bool,
+               rnd: random.Random) -> str:
+    """Signal a run `kills` times (resuming in between), then finish it: '' when it behaved."""
+    args = [*GAME, *LONGER, "--run-dir", str(d)]
+    for k in range(kills):
+        with_ckpt = [r for r in runs_in(d) if (r / "teacher.pt").exists()]
+        cmd = [PY, str(ROOT / SCRIPTS["01"]), *args, *(["--resume", str(with_ckpt[0])] if with_ckpt else [])]
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
+        if at_checkpoint_write:  # wait for the temporary checkpoint to appear, kill while it is written
+            t_end = time.time() + 60
+            while p.poll() is None and time.time() < t_end and not list(d.glob("*/teacher.pt.tmp")):
+                time.sleep(0.0005)
+        else:  # a moment while it runs (`clean_seconds`: how long a run of LONGER takes undisturbed)
+            time.sleep(rnd.uniform(0.5, 0.9 * clean_seconds / (k + 1)))  # a resumed run has less left
+        if p.poll() is not None:  # it ended first: no trial at all
+            p.communicate()
+            return f"void: the run ended before the signal (exit {p.returncode})"
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=120)
+        if sig == signal.SIGINT:  # the run must stop, in one line that says how to continue
+            problem = one_line(subprocess.CompletedProcess(cmd, p.returncode, out, err))
+            if problem == "exit code 0":
+                return "the run went on after Ctrl-C"
+            if problem or "interrupted" not in err:
+                return problem or f"Ctrl-C message: {err.strip()[-120:]}"
+    # a run killed before its first checkpoint leaves a directory without one (kill -9 cannot be cleaned up
+    # after); the next start is then a new run, and at most one directory may hold a checkpoint
+    dirs = [r for r in runs_in(d) if (r / "teacher.pt").exists()]
+    if len(dirs) > 1:
+        return f"{len(dirs)} run directories with a checkpoint"
+    if dirs:
+        return resume_until_done(dirs[0], SCRIPTS["01"], args, "teacher", LONGER_UPDATES)
+    p = run(SCRIPTS["01"], args)  # killed before the first checkpoint: nothing to resume, a new run must work
+    return "" if p.returncode == 0 else one_line(p) or f"exit {p.returncode}"
 
 
 def nan_losses(t: Trials, teacher: Path) -> None:
@@ -418,15 +425,19 @@ def main() -> None:
     assert run(SCRIPTS["01"], ["--env-id", "MinAtar/Breakout-v1", *TINY, "--run-dir", str(base / "b")]
                ).returncode == 0
     other = runs_in(base / "b")[0] / "teacher.pt"
+    t1 = time.time()  # how long an undisturbed run of LONGER takes: the kills land inside it
+    assert run(SCRIPTS["01"], [*GAME, *LONGER, "--run-dir", str(base / "clean")]).returncode == 0
+    clean = time.time() - t1
+    print(f"an undisturbed run of the kill trials takes {clean:.1f} s", flush=True)
     root = os.geteuid() == 0
     categories = {
         "bad flags": lambda: bad_flags(t, teacher),
         "unknown game": lambda: unknown_games(t, teacher),
         "same-second runs": lambda: same_second(t, teacher),
-        "kill -9": lambda: kill_at_random(t, "kill -9", 16),
-        "kill -9 checkpoint": lambda: kill_at_random(t, "kill -9", 6, at_checkpoint_write=True),
-        "ctrl-c": lambda: kill_at_random(t, "Ctrl-C", 3, sig=signal.SIGINT, seed=1),
-        "double kill": lambda: kill_at_random(t, "double kill -9", 3, kills=2, seed=2),
+        "kill -9": lambda: kill_at_random(t, "kill -9", 16, clean),
+        "kill -9 checkpoint": lambda: kill_at_random(t, "kill -9", 6, clean, at_checkpoint_write=True),
+        "ctrl-c": lambda: kill_at_random(t, "Ctrl-C", 3, clean, sig=signal.SIGINT, seed=1),
+        "double kill": lambda: kill_at_random(t, "double kill -9", 3, clean, kills=2, seed=2),
         "nan": lambda: nan_losses(t, teacher),
         "refused checkpoint": lambda: refused_checkpoints(t, teacher, student_run / "student.pt", other),
         "damaged segment": lambda: damaged_segments(t),
