@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from common.args import at_least, parse_args, usage_error
+from common.distill import js_divergence
 from common.envs import FrameStack, make_env, resolve_env_id, stack_frames
 from common.networks import VALUE_PREFIX_HORIZON, EfficientZeroNet, NetConfig, support_to_scalar
 from common.runs import git_state, load_checkpoint, pick_device
@@ -274,16 +275,6 @@ def spread(prior: np.ndarray, latent: np.ndarray) -> dict:
     return {"latent_spread": float(unit_std.mean()), "policy_spread": float(prior.std(0, ddof=ddof).mean()),
             "modal_action": float(np.bincount(prior.argmax(1)).max() / len(prior)),
             "unit_std": np.sort(unit_std)[::-1].tolist()}
-
-
-def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Jensen-Shannon divergence (nats) per row, as `common.distill.js_divergence`."""
-    m = 0.5 * (p + q)
-
-    def kl(a, b):
-        return (a * (np.log(np.maximum(a, 1e-12)) - np.log(np.maximum(b, 1e-12)))).sum(-1)
-
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
 
 
 def two(x: float) -> str:
@@ -706,7 +697,7 @@ if __name__ == "__main__":
         agreement = {
             "search_action": (np.asarray(per_step["checkpoint"]["action"]) == per_step["teacher"]["action"]).tolist(),
             "policy_argmax": (p.argmax(1) == q.argmax(1)).tolist(),
-            "js_divergence": js_divergence(p, q).tolist(),
+            "js_divergence": js_divergence(torch.from_numpy(p), torch.from_numpy(q)).tolist(),
             "visits_tv": (0.5 * np.abs(vp - vq).sum(1)).tolist(),
             "value_difference": (np.asarray(per_step["checkpoint"]["value"]) - per_step["teacher"]["value"]).tolist()}
         agreement["means"] = {k: float(np.mean(v)) for k, v in agreement.items()}
