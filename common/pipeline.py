@@ -401,6 +401,8 @@ class ReanalysisWorkers:
             self.next_submit += 1
 
     def next(self, replay: ReplayBuffer, update: int, rng: np.random.Generator):
+        # an idle worker that died would never be missed (the others take its jobs): the run must stop, not slow down
+        _check_alive(self.procs, self.run_dir)
         self._fill(replay, rng)
         while update not in self.ready:
             _, done, stats, work, version, graphs = _wait(self.results, self.procs, self.run_dir)
