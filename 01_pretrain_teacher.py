@@ -11,6 +11,7 @@ Defaults are the paper's settings (docs/algorithm.md, stage 1); see docs/usage.m
 
 from __future__ import annotations
 
+import common.interrupts  # noqa: F401  (first: a Ctrl-C while torch loads ends in one line)
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -16,6 +16,7 @@ the replay, TensorBoard logs and the final 32-episode `eval.json`. Every distill
 
 from __future__ import annotations
 
+import common.interrupts  # noqa: F401  (first: a Ctrl-C while torch loads ends in one line)
 import json
 import time
 from dataclasses import asdict, dataclass, field

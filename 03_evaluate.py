@@ -14,6 +14,7 @@ a model costs to deploy, ONNX export, teacher-student agreement and robustness.
 
 from __future__ import annotations
 
+import common.interrupts  # noqa: F401  (first: a Ctrl-C while torch loads ends in one line)
 import json
 import os
 import platform

@@ -22,6 +22,7 @@ On a cluster, every node needs the repository at the same path (the Docker image
 `--results-dir` on storage all nodes share: a retried trial may land on another node and resumes from there.
 """
 
+import common.interrupts  # noqa: F401  (first: a Ctrl-C while Ray loads ends in one line)
 import ctypes
 import json
 import os

@@ -15,6 +15,7 @@ person reads without the code open; with --teacher, a second network searched on
 
 from __future__ import annotations
 
+import common.interrupts  # noqa: F401  (first: a Ctrl-C while torch loads ends in one line)
 import copy
 import html
 import json

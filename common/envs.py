@@ -18,6 +18,7 @@ scores, 27,000-step cap. In both modes `info["raw_reward"]` is the unclipped rew
 from __future__ import annotations
 
 import csv
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,6 +264,27 @@ class AtariEnv(GameEnv):
         self.env.close()
 
 
+def _minatar_environment():
+    """MinAtar's `Environment`, imported so that a Ctrl-C is not lost: MinAtar wraps its optional matplotlib import
+    (most of a second) in a bare `except:`, which would swallow the KeyboardInterrupt and let the run go on. A
+    Ctrl-C during the import is held back and delivered once it is done."""
+    import signal
+    import threading
+
+    if "minatar" in sys.modules or threading.current_thread() is not threading.main_thread():
+        from minatar import Environment  # loaded already (or no signals here: only the main thread gets them)
+        return Environment
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        from minatar import Environment
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        signal.raise_signal(signal.SIGINT)  # now handled as the process would have: KeyboardInterrupt, or ignored
+    return Environment
+
+
 class MinAtarEnv(GameEnv):
     """`MinAtar/<Game>-v1`: minimal action set, 10x10xC boolean state -> uint8 [C, 10, 10] planes of 0/255,
     no downsampling and no no-op starts. MinAtar's own protocol keeps sticky actions at 0.1 (Young & Tian 2019);
@@ -272,10 +294,8 @@ class MinAtarEnv(GameEnv):
 
     def __init__(self, game: str, mode: str = "train", seed: int = 0, max_episode_steps: int | None = None,
                  sticky_action_prob: float = 0.1):
-        from minatar import Environment
-
         super().__init__(game, mode, seed, max_episode_steps)
-        self.env = Environment(MINATAR_GAMES[game], sticky_action_prob=sticky_action_prob)
+        self.env = _minatar_environment()(MINATAR_GAMES[game], sticky_action_prob=sticky_action_prob)
         self.env.seed(seed)
         self.action_set = list(self.env.minimal_action_set())
         self.num_actions = len(self.action_set)

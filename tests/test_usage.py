@@ -288,6 +288,45 @@ def test_the_machines_faults_are_one_line_and_bugs_keep_their_traceback(capsys, 
         else "Traceback" in err
 
 
+# a Ctrl-C raised by the first import after the script's own first line (for 01: once torch has loaded, the slow
+# second of a start): the script's handler must already be in place
+_CTRL_C_AT_IMPORT = """
+import builtins, os, runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+real_import, at = builtins.__import__, sys.argv[1]
+def importing(name, *args, **kwargs):
+    if name == at:
+        os.kill(os.getpid(), signal.SIGINT)
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = importing
+script = sys.argv[2]
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", ["01_pretrain_teacher.py", "02_distill_student.py", "03_evaluate.py",
+                                    "04_sweep.py", "05_inspect.py"])
+def test_ctrl_c_while_a_script_starts_is_one_line(script):
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", _CTRL_C_AT_IMPORT, "common.args", str(ROOT / script), "--help"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and r.stderr.strip() == "interrupted while starting; nothing was written", r.stderr
+
+
+def test_ctrl_c_while_minatar_loads_is_not_swallowed():
+    """MinAtar's module imports matplotlib inside a bare `except:`; a Ctrl-C landing there must still stop us."""
+    import subprocess
+
+    code = _CTRL_C_AT_IMPORT.split("script =")[0] + (
+        "from common.envs import make_env\n"
+        "try:\n    make_env('MinAtar/Breakout-v1')\nexcept KeyboardInterrupt:\n    sys.exit(3)\n")
+    r = subprocess.run([sys.executable, "-c", code, "matplotlib"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr
+
+
 def test_ctrl_c_is_one_line_that_says_how_to_continue(tmp_path):
     import signal
     import subprocess
