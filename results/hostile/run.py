@@ -160,19 +160,20 @@ def same_second(t: Trials, teacher: Path) -> None:
 
 
 def kill_at_random(t: Trials, category: str, n: int, clean_seconds: float, sig: int = signal.SIGKILL, kills: int = 1,
-                   at_checkpoint_write: bool = False, seed: int = 0) -> None:
+                   at_checkpoint_write: bool = False, seed: int = 0, window: tuple | None = None) -> None:
     rnd = random.Random(seed)
     for i in range(n):
         for _attempt in range(5):  # a draw that lands after the run ended is no trial: draw again
-            problem = kill_trial(t.fresh("kill"), clean_seconds, sig, kills, at_checkpoint_write, rnd)
+            problem = kill_trial(t.fresh("kill"), clean_seconds, sig, kills, at_checkpoint_write, rnd, window)
             if not problem.startswith("void"):
                 break
         t.record(category, f"#{i + 1}" + (" (during a checkpoint write)" if at_checkpoint_write else ""), problem)
 
 
 def kill_trial(d: Path, clean_seconds: float, sig: int, kills: int, at_checkpoint_write: bool,
-               rnd: random.Random) -> str:
-    """Signal a run `kills` times (resuming in between), then finish it: '' when it behaved."""
+               rnd: random.Random, window: tuple | None = None) -> str:
+    """Signal a run `kills` times (resuming in between), then finish it: '' when it behaved. `window`: the
+    seconds after the start to draw the signal's moment from (default: anywhere inside the run)."""
     args = [*GAME, *LONGER, "--run-dir", str(d)]
     for k in range(kills):
         with_ckpt = [r for r in runs_in(d) if (r / "teacher.pt").exists()]
@@ -183,6 +184,8 @@ def kill_trial(d: Path, clean_seconds: float, sig: int, kills: int, at_checkpoin
             t_end = time.time() + 60
             while p.poll() is None and time.time() < t_end and not list(d.glob("*/teacher.pt.tmp")):
                 time.sleep(0.0005)
+        elif window:
+            time.sleep(rnd.uniform(*window))
         else:  # a moment while it runs (`clean_seconds`: how long a run of LONGER takes undisturbed)
             time.sleep(rnd.uniform(0.5, 0.9 * clean_seconds / (k + 1)))  # a resumed run has less left
         if p.poll() is not None:  # it ended first: no trial at all
@@ -437,6 +440,9 @@ def main() -> None:
         "kill -9": lambda: kill_at_random(t, "kill -9", 16, clean),
         "kill -9 checkpoint": lambda: kill_at_random(t, "kill -9", 6, clean, at_checkpoint_write=True),
         "ctrl-c": lambda: kill_at_random(t, "Ctrl-C", 3, clean, sig=signal.SIGINT, seed=1),
+        # while Python loads torch, MinAtar and the game (from 0.1 s: before that the interpreter itself is starting)
+        "ctrl-c starting": lambda: kill_at_random(t, "Ctrl-C while starting", 6, clean, sig=signal.SIGINT, seed=3,
+                                                  window=(0.1, 3.0)),
         "double kill": lambda: kill_at_random(t, "double kill -9", 3, clean, kills=2, seed=2),
         "nan": lambda: nan_losses(t, teacher),
         "refused checkpoint": lambda: refused_checkpoints(t, teacher, student_run / "student.pt", other),
