@@ -30,8 +30,11 @@ from common.runs import (Logger, atomic_torch_save, claim_run_dir, finished, loa
                          set_rng_state)
 from common.selfplay import visit_temperature
 from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, sgd_step,
-                             train_scalars, updates_due)
+                             stop_if_not_finite, train_scalars, updates_due)
 from common.tree import MCTSConfig
+
+
+KIND = "teacher"  # what this script trains: its checkpoint is teacher.pt
 
 
 @dataclass
@@ -39,10 +42,17 @@ class Args(TrainArgs):
     """Every flag of stage 1 is a shared training flag (common/args.py): the teacher has nothing of its own."""
 
 
+def teacher_config(args: Args, family: str, obs_shape, num_actions: int) -> NetConfig:
+    knobs = {"channels": args.channels, "lstm_hidden": args.lstm_hidden, "state_norm": args.state_norm,
+             "norm": args.norm}
+    knobs = {k: v for k, v in knobs.items() if v is not None}
+    return default_config("teacher", family, obs_shape, num_actions, **knobs)
+
+
 def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: dict, args: Args, rng, store,
-                    replay, batches) -> None:
+                    replay, batches, **extra) -> None:
     atomic_torch_save({
-        "kind": "teacher",
+        "kind": KIND,
         "config": net.config.to_dict(),
         "model": net.state_dict(),
         "target_model": target_net.state_dict(),
@@ -52,6 +62,7 @@ def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: di
         "args": asdict(args),
         "rng": rng_state(rng),
         "replay": store.index(replay),
+        **extra,
     }, path)
     store.after_checkpoint(batches.safe_before())
 
@@ -67,7 +78,7 @@ if __name__ == "__main__":
     # --- run directory: new, or resumed with the same flags -------------------------------------------------
     if args.resume:
         run_dir = Path(args.resume)
-        ckpt = load_checkpoint(run_dir / "teacher.pt", "teacher")
+        ckpt = load_checkpoint(run_dir / f"{KIND}.pt", KIND)
         check_resume_args(ckpt["args"], args, run_dir)
         if finished(run_dir, ckpt, args.train_updates + args.extra_updates, args.total_env_steps):
             print(f"{run_dir} is finished: {ckpt['counters']['updates']:,} updates, final evaluation in "
@@ -85,20 +96,18 @@ if __name__ == "__main__":
     family, game, num_actions, obs_shape = probe.family, probe.game, probe.num_actions, probe.obs_shape
     probe.close()
     augment = args.augment if args.augment is not None else family == "atari"
-    if run_dir is None:  # claimed atomically: never shared with a run started in the same second
-        run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
-    note_checkpoint(run_dir / "teacher.pt")  # a Ctrl-C says how to continue
 
     # --- networks --------------------------------------------------------------------------------------------
-    overrides = {k: v for k, v in (("channels", args.channels), ("lstm_hidden", args.lstm_hidden),
-                                   ("state_norm", args.state_norm), ("norm", args.norm)) if v is not None}
-    net_cfg = (NetConfig.from_dict(ckpt["config"]) if ckpt
-               else default_config("teacher", family, obs_shape, num_actions, **overrides))
+    net_cfg = NetConfig.from_dict(ckpt["config"]) if ckpt else teacher_config(args, family, obs_shape, num_actions)
+    if run_dir is None:  # claimed atomically: never shared with a run started in the same second
+        run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
+    note_checkpoint(run_dir / f"{KIND}.pt")  # a Ctrl-C says how to continue
     net = EfficientZeroNet(net_cfg).to(device)
     target_net = EfficientZeroNet(net_cfg).to(device)
     target_net.load_state_dict(net.state_dict())
     target_net.eval()
-    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    optimizer = torch.optim.SGD(list(net.parameters()), lr=args.lr,
+                                momentum=args.momentum, weight_decay=args.weight_decay)
     use_amp = args.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     mcts = MCTSConfig(num_simulations=args.num_simulations)
@@ -124,11 +133,10 @@ if __name__ == "__main__":
     else:
         replay = ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha)
     del ckpt
-
     logger = Logger(run_dir, args, track=args.track, project=args.wandb_project_name, entity=args.wandb_entity,
                     run_name=run_dir.name, resume=bool(args.resume))
     print(f"run {run_dir} | {game} ({family}), {num_actions} actions, input {obs_shape}, device {device}")
-    print(f"teacher: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
+    print(f"{KIND}: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
           f"{args.total_env_steps:,} env steps, {total_updates:,} updates of batch {args.batch_size}, "
           f"{args.num_simulations} simulations, reanalyse {args.reanalyse_fraction:.0%}, augment {augment}"
           + (f" | {args.workers} reanalysis worker{'s' * (args.workers > 1)} + 1 self-play process"
@@ -140,7 +148,7 @@ if __name__ == "__main__":
     timing = {"collect": 0.0, "reanalyse": 0.0, "learn": 0.0}
     acting, batches = start_pipeline(args, net, target_net, mcts, loss_cfg, counters, args.random_transitions,
                                      run_dir, device, use_amp, timing)
-    ckpt_path = run_dir / "teacher.pt"
+    ckpt_path = run_dir / f"{KIND}.pt"
     recent_returns: list[float] = []
     last_log = {"time": time.time(), "env_steps": counters["env_steps"], "updates": counters["updates"]}
     bar = tqdm(total=total_updates, initial=counters["updates"], unit="update", disable=not args.progress,
@@ -186,13 +194,7 @@ if __name__ == "__main__":
                 group["lr"] = lr
             net.train()
             loss, terms, value0 = unrolled_loss(net, batch, loss_cfg, rng, autocast=use_amp)
-            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-            if bad:
-                bar.close()
-                raise SystemExit(f"non-finite loss at update {updates}: {', '.join(bad)} = "
-                                 f"{', '.join(str(terms[k].item()) for k in bad)}. "
-                                 + (f"The last good checkpoint ({ckpt_path}) is untouched" if ckpt_path.exists()
-                                    else "No checkpoint was written yet") + "; lower --lr or check the inputs.")
+            stop_if_not_finite({**terms, "sum": loss}, updates, ckpt_path, bar)
             grad_norm = sgd_step(optimizer, scaler, loss, args)  # 1/K gradient scale, clip at 5
 
             # --- 6. priorities = |v_0 - z_0| + eps -----------------------------------------------------------
@@ -212,8 +214,9 @@ if __name__ == "__main__":
             # --- 8. log --------------------------------------------------------------------------------------
             if updates % 10 == 0 or updates == total_updates:
                 now = time.time()
-                logger.scalars(train_scalars(terms, grad_norm, lr, beta, value0, re_stats, counters, replay, timing,
-                                             last_log, now), updates)
+                scalars = train_scalars(terms, grad_norm, lr, beta, value0, re_stats, counters, replay, timing,
+                                        last_log, now)
+                logger.scalars(scalars, updates)
                 last_log = {"time": now, "env_steps": counters["env_steps"], "updates": updates}
 
             # --- 9. evaluate ---------------------------------------------------------------------------------
@@ -237,10 +240,9 @@ if __name__ == "__main__":
     # Final evaluation of the final weights (never a "best" checkpoint), seeds 0..n-1: the evaluation protocol
     # of docs/algorithm.md, 'Evaluation protocol'
     # =========================================================================================================
+    record = {"checkpoint": str(ckpt_path), "updates": counters["updates"], "env_steps": counters["env_steps"]}
     if args.final_eval_episodes:
-        summary = final_eval(net, args, mcts, game, family, run_dir,
-                             {"checkpoint": str(ckpt_path), "updates": counters["updates"],
-                              "env_steps": counters["env_steps"]}, use_amp)
+        summary = final_eval(net, args, mcts, game, family, run_dir, record, use_amp)
         logger.scalars({"eval/final_return_mean": summary["mean"]}, counters["updates"])
         hns = f", HNS {summary['hns']:.3f}" if "hns" in summary else ""
         print(f"final evaluation ({args.final_eval_episodes} episodes): {summary['mean']:.2f} +- "

@@ -12,6 +12,10 @@ a frozen EfficientZero teacher written by stage 1.
 Writes `runs/<run_name>/student.pt` (config, weights, adapters, optimizer, counters, RNG states, replay index),
 the replay, TensorBoard logs and the final 32-episode `eval.json`. Every distillation term has its own weight
 (0 switches it off), so the ablation no-KD / response / feature / both is four command lines (docs/usage.md).
+
+This script is stage 1's script plus distillation: everything stage 1 does not do sits between
+`# >>> distillation` and `# <<< distillation`, or is a single line marked `# + distillation`, so that
+`diff 01_pretrain_teacher.py 02_distill_student.py` shows what distillation adds and little else.
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ from common.runs import (Logger, atomic_np_save, atomic_torch_save, atomic_write
 from common.search import run_search
 from common.selfplay import SelfPlay, evaluate, visit_temperature
 from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, sgd_step,
-                             train_scalars, updates_due)
+                             stop_if_not_finite, train_scalars, updates_due)
 from common.tree import MCTSConfig
+
+KIND = "student"  # what this script trains: its checkpoint is student.pt
 
 
 @dataclass
@@ -144,22 +150,20 @@ def teacher_search_policy(teachers, obs: torch.Tensor, inside: torch.Tensor, mct
     return out
 
 
-def save_checkpoint(path: Path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store, replay,
-                    batches, teacher_return):
+def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: dict, args: Args, rng, store,
+                    replay, batches, **extra) -> None:
     atomic_torch_save({
-        "kind": "student",
+        "kind": KIND,
         "config": net.config.to_dict(),
         "model": net.state_dict(),
         "target_model": target_net.state_dict(),
-        "adapter": adapter.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "counters": dict(counters),
         "args": asdict(args),
-        "teachers": list(args.teacher),
-        "teacher_return": teacher_return,
         "rng": rng_state(rng),
         "replay": store.index(replay),
+        **extra,
     }, path)
     store.after_checkpoint(batches.safe_before())
 
@@ -171,13 +175,15 @@ if __name__ == "__main__":
     device = pick_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    for path in args.teacher:  # fail before creating anything
+    # >>> distillation: the teachers must load before anything is created
+    for path in args.teacher:
         load_checkpoint(Path(path), "teacher")
+    # <<< distillation
 
     # --- run directory: new, or resumed with the same flags -------------------------------------------------
     if args.resume:
         run_dir = Path(args.resume)
-        ckpt = load_checkpoint(run_dir / "student.pt", "student")
+        ckpt = load_checkpoint(run_dir / f"{KIND}.pt", KIND)
         check_resume_args(ckpt["args"], args, run_dir)
         if finished(run_dir, ckpt, args.train_updates + args.extra_updates, args.total_env_steps):
             print(f"{run_dir} is finished: {ckpt['counters']['updates']:,} updates, final evaluation in "
@@ -196,10 +202,13 @@ if __name__ == "__main__":
     probe.close()
     augment = args.augment if args.augment is not None else family == "atari"
 
-    # --- networks: frozen teacher(s), student, adapters ------------------------------------------------------
+    # --- networks --------------------------------------------------------------------------------------------
+    # >>> distillation: the frozen teacher(s), checked against the student before the run directory exists
     teachers = [load_teacher(p, obs_shape, num_actions, device) for p in args.teacher]
     t_cfg = teachers[0].config
+    # <<< distillation
     net_cfg = NetConfig.from_dict(ckpt["config"]) if ckpt else student_config(args, family, obs_shape, num_actions)
+    # >>> distillation
     feature_on = args.feature_latent_weight > 0 or args.feature_lstm_weight > 0
     widths_differ = (net_cfg.channels, net_cfg.lstm_hidden) != (t_cfg.channels, t_cfg.lstm_hidden)
     if feature_on and widths_differ and not args.adapters:
@@ -209,14 +218,15 @@ if __name__ == "__main__":
                          "--no-adapters, match the widths, or set --feature-latent-weight 0 --feature-lstm-weight 0")
     if len({(t.config.channels, t.config.lstm_hidden, t.config.support_size) for t in teachers}) > 1:
         raise SystemExit("an ensemble of teachers must share latent channels, LSTM width and support size")
+    # <<< distillation
     if run_dir is None:  # claimed atomically: never shared with a run started in the same second
         run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
-    note_checkpoint(run_dir / "student.pt")  # a Ctrl-C says how to continue
+    note_checkpoint(run_dir / f"{KIND}.pt")  # a Ctrl-C says how to continue
     net = EfficientZeroNet(net_cfg).to(device)
     target_net = EfficientZeroNet(net_cfg).to(device)
     target_net.load_state_dict(net.state_dict())
     target_net.eval()
-    adapter = FeatureAdapter(net_cfg, t_cfg).to(device)
+    adapter = FeatureAdapter(net_cfg, t_cfg).to(device)  # + distillation (student -> teacher widths, trained)
     optimizer = torch.optim.SGD(list(net.parameters()) + list(adapter.parameters()), lr=args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
     use_amp = args.amp and device.type == "cuda"
@@ -226,22 +236,21 @@ if __name__ == "__main__":
                           policy_weight=args.policy_weight, value_weight=args.value_weight,
                           consistency_weight=args.consistency_weight, augment=augment)
     total_updates = args.train_updates + args.extra_updates
-    pad = args.num_unroll_steps + args.td_steps  # look-ahead of the furthest target: K unroll + n-step bootstrap
 
     # --- replay and counters (restored on resume) -----------------------------------------------------------
     store = ReplayStore(run_dir)
-    counters = {"env_steps": 0, "teacher_env_steps": 0, "updates": 0, "episodes": 0, "learn_start_env_steps": -1,
-                "resumes": 0}
-    teacher_return = None
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0, "learn_start_env_steps": -1, "resumes": 0}
+    counters["teacher_env_steps"] = 0  # + distillation (the teacher's play of --data teacher-buffer)
+    teacher_return = None  # + distillation (the teacher's score, measured once at the start)
     if ckpt:
         net.load_state_dict(ckpt["model"])
         target_net.load_state_dict(ckpt["target_model"])
-        adapter.load_state_dict(ckpt["adapter"])
+        adapter.load_state_dict(ckpt["adapter"])  # + distillation
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         counters.update(ckpt["counters"])
         counters["resumes"] += 1
-        teacher_return = ckpt["teacher_return"]
+        teacher_return = ckpt["teacher_return"]  # + distillation
         set_rng_state(rng, ckpt["rng"])
         replay = store.restore(ckpt["replay"])
         print(f"resumed {run_dir}: {counters['updates']:,} updates, {counters['env_steps']:,} env steps, "
@@ -252,15 +261,17 @@ if __name__ == "__main__":
     logger = Logger(run_dir, args, track=args.track, project=args.wandb_project_name, entity=args.wandb_entity,
                     run_name=run_dir.name, resume=bool(args.resume))
     print(f"run {run_dir} | {game} ({family}), {num_actions} actions, input {obs_shape}, device {device}")
-    print(f"teacher: {count_params(teachers[0]):,} parameters ({count_acting_params(teachers[0]):,} acting)"
-          f"{f' x {len(teachers)} (ensemble)' if len(teachers) > 1 else ''}, frozen")
-    print(f"student: {count_params(net):,} parameters ({count_acting_params(net):,} acting) = "
-          f"{count_params(net) / count_params(teachers[0]):.3f} of the teacher; adapters "
-          f"{count_params(adapter):,} parameters (training only)"
+    print(f"{KIND}: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
+          f"{args.total_env_steps:,} env steps, {total_updates:,} updates of batch {args.batch_size}, "
+          f"{args.num_simulations} simulations, reanalyse {args.reanalyse_fraction:.0%}, augment {augment}"
           + (f" | {args.workers} reanalysis worker{'s' * (args.workers > 1)} + 1 self-play process"
              if args.workers else ""))
-
-    # --- the teacher's score: what the student should reach; the states it visits: held-out agreement --------
+    # >>> distillation: sizes against the teacher's; the teacher's score (what the student should reach) and the
+    # states it visits (the held-out states of the logged agreement)
+    print(f"teacher: {count_params(teachers[0]):,} parameters ({count_acting_params(teachers[0]):,} acting)"
+          f"{f' x {len(teachers)} (ensemble)' if len(teachers) > 1 else ''}, frozen; the student has "
+          f"{count_params(net) / count_params(teachers[0]):.3f} of its parameters; adapters "
+          f"{count_params(adapter):,} parameters (training only)")
     heldout_path = run_dir / "heldout_states.npy"
     if teacher_return is None and args.teacher_eval_episodes:
         res = evaluate(teachers[0], args.env_id, args.teacher_eval_episodes, mcts, first_seed=2000,
@@ -285,16 +296,21 @@ if __name__ == "__main__":
                 "distill/heldout_policy_vs_search": a["policy_vs_search_agreement"],
                 "distill/heldout_js_divergence": a["js_divergence"], "distill/heldout_value_mae": a["value_mae"]}
 
+    def kd_state() -> dict:
+        """What a student's checkpoint holds beyond what a teacher's does."""
+        return {"adapter": adapter.state_dict(), "teachers": list(args.teacher), "teacher_return": teacher_return}
+
     start_path = run_dir / "heldout_agreement_start.json"  # kept for a resumed run's final report
     if not start_path.exists():
         atomic_write_text(start_path, json.dumps(heldout_scalars()))
         logger.scalars(json.loads(start_path.read_text()), counters["updates"])
     heldout_start = json.loads(start_path.read_text())
 
-    # --- optional QDagger-style start: the replay filled by the teacher's own play (extra environment steps) --
+    # optional QDagger-style start: the replay filled by the teacher's own play (extra environment steps)
     if args.data == "teacher-buffer" and counters["teacher_env_steps"] < args.teacher_buffer_steps:
         print(f"filling the replay with {args.teacher_buffer_steps:,} agent steps of the teacher's play "
               "(extra environment steps, on top of the student's budget)")
+        pad = args.num_unroll_steps + args.td_steps  # look-ahead of the furthest target: K unroll + n-step bootstrap
         tplay = SelfPlay(args.env_id, args.num_envs, seed=args.seed * 1000 + 500, segment_length=args.segment_length,
                          pad=pad)
         for _ in tqdm(range(0, args.teacher_buffer_steps, args.num_envs), desc="teacher buffer", unit="step",
@@ -305,25 +321,32 @@ if __name__ == "__main__":
             for seg in segments:
                 store.push(replay, seg)
         tplay.close()
-    random_transitions = 0 if args.data == "teacher-buffer" else args.random_transitions
+    random_transitions = 0 if args.data == "teacher-buffer" else args.random_transitions  # the teacher's play instead
+    # <<< distillation
 
-    # --- self-play and batches: in this process (--workers 0), or in worker processes (as stage 1) -----------
-    timing = {"collect": 0.0, "reanalyse": 0.0, "learn": 0.0, "teacher": 0.0}
-    acting, batches = start_pipeline(args, net, target_net, mcts, loss_cfg, counters, random_transitions, run_dir,
-                                     device, use_amp, timing)
-    ckpt_path = run_dir / "student.pt"
+    # --- self-play and batches: in this process (--workers 0), or in worker processes -----------------------
+    # time/* in TensorBoard: this process's seconds (collect, reanalyse, learn) and, wherever it ran, the work
+    # they contain (selfplay, sample, bootstrap, search_net, search_tree)
+    timing = {"collect": 0.0, "reanalyse": 0.0, "learn": 0.0}
+    timing["teacher"] = 0.0  # + distillation (the teacher's forward passes)
+    acting, batches = start_pipeline(args, net, target_net, mcts, loss_cfg, counters, random_transitions,
+                                     run_dir, device, use_amp, timing)
+    ckpt_path = run_dir / f"{KIND}.pt"
     recent_returns: list[float] = []
     last_log = {"time": time.time(), "env_steps": counters["env_steps"], "updates": counters["updates"]}
     bar = tqdm(total=total_updates, initial=counters["updates"], unit="update", disable=not args.progress,
                dynamic_ncols=True)
 
     # =========================================================================================================
-    # ALGO LOGIC: stage 1's loop with the frozen teacher run on every sampled batch
+    # ALGO LOGIC: the training loop
     # =========================================================================================================
     while counters["updates"] < total_updates or counters["env_steps"] < args.total_env_steps:
         updates = counters["updates"]
-        if counters["env_steps"] < args.total_env_steps:
-            # --- collect with the student's own search (in this process or the self-play process) -----------
+        collecting = counters["env_steps"] < args.total_env_steps
+
+        # --- 1. collect: one batched search over all environments, one step each (or every step the self-play
+        #        process played meanwhile); 2. store the completed segments ----------------------------------
+        if collecting:
             t0 = time.time()
             steps = acting.collect(net, counters["env_steps"], visit_temperature(updates, args.train_updates), rng)
             recent_returns = record_steps(steps, store, replay, counters, logger, recent_returns)
@@ -331,32 +354,32 @@ if __name__ == "__main__":
             bar.set_postfix(env=f"{counters['env_steps']:,}", ret=f"{np.mean(recent_returns):.1f}"
                             if recent_returns else "-", teacher=f"{teacher_return or 0:.1f}", refresh=False)
             learning = not steps[-1].random and len(replay) >= args.batch_size  # not in the random phase
-            due = updates_due(counters, args) if learning else updates
+            due = updates_due(counters, args) if learning else updates  # train_updates spread over collection
             acting.progress(net, updates, env_steps_allowed(counters, args, SELFPLAY_LEAD * args.num_envs))
         else:
             if len(replay) == 0:
-                raise SystemExit("collection ended without a single stored segment; raise --total-env-steps or "
-                                 "lower --segment-length")
+                raise SystemExit("collection ended without a single stored segment (trajectories are stored when "
+                                 "they end or reach --segment-length); raise --total-env-steps or lower "
+                                 "--segment-length")
             due = total_updates
 
         while counters["updates"] < due:
             updates = counters["updates"]
-            # --- sample and reanalyse the student's own targets ----------------------------------------------
+            # --- 3. sample (PER) and 4. reanalyse with the target network (or take the batch workers prepared) -
             t0 = time.time()
             ids, batch, re_stats, beta = batches.next(replay, updates, rng)
             t1 = time.time()
             timing["reanalyse"] += t1 - t0
 
-            # --- the student's task loss, keeping its per-step outputs ---------------------------------------
+            # --- 5. unrolled loss, 1/K gradient scale, clipped SGD step --------------------------------------
             lr = learning_rate(updates, args.lr, args.lr_warmup, args.lr_decay_steps, args.lr_decay_rate)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             net.train()
-            adapter.train()
-            task_loss, terms, value0, obs0, student_steps = unrolled_loss(net, batch, loss_cfg, rng,
-                                                                          autocast=use_amp, return_steps=True)
-
-            # --- the frozen teacher over the same observation and actions ------------------------------------
+            adapter.train()  # + distillation
+            loss, terms, value0, obs0, student_steps = unrolled_loss(net, batch, loss_cfg, rng, autocast=use_amp,
+                                                                     return_steps=True)  # + distillation: the steps
+            # >>> distillation: the frozen teacher over the same observation and actions; the distillation terms
             t2 = time.time()
             tau = temperature(updates, total_updates, args.tau, args.tau_end)
             with torch.no_grad(), amp_context(device, use_amp):
@@ -373,71 +396,83 @@ if __name__ == "__main__":
             kd_loss = sum((batch.weights * getattr(args, WEIGHT_FLAGS[k]) * v).mean() for k, v in kd_terms.items())
             kd_loss = kd_loss if kd_terms else torch.zeros((), device=device)
             fade = fade_factor(recent_returns, teacher_return) if args.fade_distillation else 1.0
-            loss = combine_losses(task_loss, kd_loss, args.kd_alpha, fade)
-            all_terms = {**terms, **{f"distill_{k}": v.mean() for k, v in kd_terms.items()}}
-            bad = [k for k, v in all_terms.items() if not torch.isfinite(v)] + ([] if torch.isfinite(loss) else ["sum"])
-            if bad:
-                bar.close()
-                raise SystemExit(f"non-finite loss at update {updates}: {', '.join(bad)}. "
-                                 + (f"The last good checkpoint ({ckpt_path}) is untouched" if ckpt_path.exists()
-                                    else "No checkpoint was written yet") + "; lower --lr or the distillation weights.")
-            grad_norm = sgd_step(optimizer, scaler, loss, args)  # 1/K gradient scale, as stage 1; adapters too
-            replay.update_priorities(ids, (value0 - batch.value[:, 0]).abs().cpu().numpy() + 1e-6)
+            loss = combine_losses(loss, kd_loss, args.kd_alpha, fade)  # task loss + weighted distillation
+            terms = {**terms, **{f"distill_{k}": v.mean() for k, v in kd_terms.items()}}
+            # <<< distillation
+            stop_if_not_finite({**terms, "sum": loss}, updates, ckpt_path, bar)
+            grad_norm = sgd_step(optimizer, scaler, loss, args)  # 1/K gradient scale, clip at 5
+
+            # --- 6. priorities = |v_0 - z_0| + eps -----------------------------------------------------------
+            new_prio = (value0 - batch.value[:, 0]).abs().cpu().numpy() + 1e-6
+            replay.update_priorities(ids, new_prio)
             counters["updates"] += 1
             updates = counters["updates"]
             acting.progress(net, updates, env_steps_allowed(counters, args, SELFPLAY_LEAD * args.num_envs))
             timing["learn"] += time.time() - t1
             bar.update(1)
+
+            # --- 7. target refresh ---------------------------------------------------------------------------
             if updates % args.target_update_interval == 0:
                 target_net.load_state_dict(net.state_dict())
                 batches.publish_target(target_net, updates)
 
-            # --- log -----------------------------------------------------------------------------------------
+            # --- 8. log --------------------------------------------------------------------------------------
             if updates % 10 == 0 or updates == total_updates:
                 now = time.time()
+                scalars = train_scalars(terms, grad_norm, lr, beta, value0, re_stats, counters, replay, timing,
+                                        last_log, now)
+                # >>> distillation
                 agree, jsd = agreement(student_steps, teacher_steps)
-                logger.scalars({
-                    **train_scalars(all_terms, grad_norm, lr, beta, value0, re_stats, counters, replay, timing,
-                                    last_log, now),
-                    "losses/distill_total": kd_loss.detach().item(), "distill/action_agreement": agree,
-                    "distill/js_divergence": jsd, "distill/tau": tau, "distill/fade": fade,
-                    "charts/teacher_return": teacher_return or 0.0,
-                    "charts/student_recent_return": float(np.mean(recent_returns)) if recent_returns else 0.0,
-                }, updates)
+                scalars.update({"losses/distill_total": kd_loss.detach().item(), "distill/action_agreement": agree,
+                                "distill/js_divergence": jsd, "distill/tau": tau, "distill/fade": fade,
+                                "charts/teacher_return": teacher_return or 0.0,
+                                "charts/student_recent_return": float(np.mean(recent_returns)) if recent_returns
+                                else 0.0})
+                # <<< distillation
+                logger.scalars(scalars, updates)
                 last_log = {"time": now, "env_steps": counters["env_steps"], "updates": updates}
 
-            # --- evaluate and checkpoint ---------------------------------------------------------------------
+            # --- 9. evaluate ---------------------------------------------------------------------------------
             if args.eval_interval and args.eval_episodes and updates % args.eval_interval == 0:
                 res = periodic_eval(net, args, mcts, game, family, rng, use_amp)
-                logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"],
-                                **heldout_scalars()}, updates)
-                bar.write(f"update {updates:,}: student eval return {res['mean']:.1f} +- {res['std']:.1f} "
-                          f"(teacher {teacher_return if teacher_return is not None else float('nan'):.1f})")
+                logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"]}, updates)
+                bar.write(f"update {updates:,}: eval return {res['mean']:.1f} +- {res['std']:.1f} "
+                          f"({args.eval_episodes} episodes)"
+                          f"; teacher {teacher_return if teacher_return is not None else float('nan'):.1f}")  # + d.
+                logger.scalars(heldout_scalars(), updates)  # + distillation
+
+            # --- 10. checkpoint ------------------------------------------------------------------------------
             if updates % args.checkpoint_interval == 0 or updates == total_updates:
-                save_checkpoint(ckpt_path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store,
-                                replay, batches, teacher_return)
+                save_checkpoint(ckpt_path, net, target_net, optimizer, scaler, counters, args, rng, store, replay,
+                                batches, **kd_state())  # + distillation: adapters, teachers, teacher's return
     bar.close()
     acting.close()
     batches.close()
     if not ckpt_path.exists() or counters["updates"] % args.checkpoint_interval:
-        save_checkpoint(ckpt_path, net, target_net, adapter, optimizer, scaler, counters, args, rng, store, replay,
-                        batches, teacher_return)
+        save_checkpoint(ckpt_path, net, target_net, optimizer, scaler, counters, args, rng, store, replay, batches,
+                        **kd_state())  # + distillation
 
-    # --- final evaluation of the final student weights (docs/algorithm.md, 'Evaluation protocol') -----------
+    # =========================================================================================================
+    # Final evaluation of the final weights (never a "best" checkpoint), seeds 0..n-1: the evaluation protocol
+    # of docs/algorithm.md, 'Evaluation protocol'
+    # =========================================================================================================
+    record = {"checkpoint": str(ckpt_path), "updates": counters["updates"], "env_steps": counters["env_steps"]}
+    # >>> distillation: agreement with the teacher on its held-out states, at the start and now
     heldout_final = heldout_scalars()
     logger.scalars(heldout_final, counters["updates"])
     if heldout_final:
         print("held-out agreement with the teacher: " + ", ".join(
             f"{k.split('/')[1]} {heldout_start.get(k, float('nan')):.3f} -> {v:.3f}" for k, v in heldout_final.items()))
+    record.update({"teachers": list(args.teacher), "heldout_agreement_start": heldout_start,
+                   "heldout_agreement_final": heldout_final, "teacher_return_start": teacher_return,
+                   "teacher_env_steps": counters["teacher_env_steps"]})
+    # <<< distillation
     if args.final_eval_episodes:
-        summary = final_eval(net, args, mcts, game, family, run_dir,
-                             {"checkpoint": str(ckpt_path), "teachers": list(args.teacher),
-                              "heldout_agreement_start": heldout_start, "heldout_agreement_final": heldout_final,
-                              "teacher_return_start": teacher_return, "updates": counters["updates"],
-                              "env_steps": counters["env_steps"], "teacher_env_steps": counters["teacher_env_steps"]},
-                             use_amp)
+        summary = final_eval(net, args, mcts, game, family, run_dir, record, use_amp)
         logger.scalars({"eval/final_return_mean": summary["mean"]}, counters["updates"])
+        hns = f", HNS {summary['hns']:.3f}" if "hns" in summary else ""
         print(f"final evaluation ({args.final_eval_episodes} episodes): {summary['mean']:.2f} +- "
-              f"{summary['std']:.2f} (teacher {teacher_return if teacher_return is not None else float('nan'):.2f})"
+              f"{summary['std']:.2f}{hns}"
+              f" (teacher {teacher_return if teacher_return is not None else float('nan'):.2f})"  # + distillation
               f" -> {run_dir / 'eval.json'}")
     logger.close()

@@ -62,6 +62,19 @@ def env_steps_allowed(counters: dict, args: TrainArgs, lead: int) -> int:
     return min(args.total_env_steps, needed + lead)
 
 
+def stop_if_not_finite(terms: dict[str, torch.Tensor], updates: int, ckpt_path: Path, bar: tqdm) -> None:
+    """A NaN or infinite loss term ends the run in one line before the step could spoil the weights: the last
+    checkpoint stays the last good one."""
+    bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+    if bad:
+        bar.close()
+        hint = " or the distillation weights" if any(k.startswith("distill_") for k in terms) else ""
+        raise SystemExit(f"non-finite loss at update {updates}: "
+                         + ", ".join(f"{k} = {terms[k].item()}" for k in bad) + ". "
+                         + (f"The last good checkpoint ({ckpt_path}) is untouched" if ckpt_path.exists()
+                            else "No checkpoint was written yet") + f"; lower --lr{hint}, or check the inputs.")
+
+
 def sgd_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor, args: TrainArgs
              ) -> float:
     """Backward with EfficientZero's 1/K gradient scale, clip the norm of every optimised parameter, step.
