@@ -15,28 +15,21 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two processes, each file's tests in one of them
 
 # End to end at CPU scale on the toy game Toy/Catch-v0 (4-13 min on 2 cores): stage 1 trains a small teacher and
-# evaluates it (runs/Toy-Catch-v0__demo__1__<time>/), stage 2 distils a student from it with the same budget
-# (runs/Toy-Catch-v0__demo-student__1__<time>/), stage 3 evaluates both and writes results/demo/report.md, then
-# the deployment-cost profile of the paper-sized teacher and student (Atari and MinAtar networks).
-DEMO_BUDGET := --env-id Toy/Catch-v0 --total-env-steps 2000 --random-transitions 1000 --train-updates 1500 \
-	--extra-updates 500 --batch-size 32 --num-simulations 20 --segment-length 50 --channels 16 --lstm-hidden 32 \
-	--reanalyse-fraction 0 --lr-warmup 50 --target-update-interval 50 --eval-interval 500 --eval-episodes 16 \
-	--final-eval-episodes 128
-DEMO_TEACHER := $(DEMO_BUDGET) --exp-name demo
-# the teacher's search as the response target: this small teacher's raw policy is nearly flat (max probability ~0.4).
-# The teacher's search on every batch triples the cost of an update, so the demo student gets the teacher's
-# environment budget but 1,000 updates instead of 2,000 (~6 instead of ~11 minutes).
-DEMO_STUDENT := $(DEMO_BUDGET) --exp-name demo-student --response-target search --teacher-eval-episodes 32 \
-	--train-updates 1000 --extra-updates 0
+# evaluates it (runs/Toy-Catch-v0__demo__1__<time>/), stage 2 distils a student from it (runs/Toy-Catch-v0__
+# demo-student__1__<time>/), stage 3 evaluates both and writes results/demo/report.md, then the deployment-cost
+# profile of the paper-sized teacher and student (Atari and MinAtar networks). The budget is the `toy` preset of
+# common/presets.py, the one the CI learning tests use; `.venv/bin/python -m common.presets toy teacher` prints it.
+PRESET = $$($(BIN)/python -m common.presets toy $(1))
 LAST_RUN = $$(ls -td runs/Toy-Catch-v0__$(1)__1__*/ | head -n 1)
 
 demo: venv
-	$(BIN)/python 01_pretrain_teacher.py $(DEMO_TEACHER)
-	$(BIN)/python 02_distill_student.py $(DEMO_STUDENT) --teacher "$(call LAST_RUN,demo)teacher.pt"
-	$(BIN)/python 03_evaluate.py --name demo --num-simulations 20 --export-onnx \
+	$(BIN)/python 01_pretrain_teacher.py $(call PRESET,teacher) --exp-name demo
+	$(BIN)/python 02_distill_student.py $(call PRESET,student) --exp-name demo-student \
+		--teacher "$(call LAST_RUN,demo)teacher.pt"
+	$(BIN)/python 03_evaluate.py --name demo $(call PRESET,evaluate) \
 		--checkpoints "$(call LAST_RUN,demo)teacher.pt" "$(call LAST_RUN,demo-student)student.pt"
 	$(BIN)/python -m common.profile --num-actions 18 --json-out results/profile_atari.json
 	$(BIN)/python -m common.profile --scale minatar --num-actions 3 --json-out results/profile_minatar.json

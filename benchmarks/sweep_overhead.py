@@ -2,8 +2,9 @@
 
     python benchmarks/sweep_overhead.py --repeats 3 --json-out results/speed/sweep_overhead.json
 
-Each repeat runs, in fresh folders, (a) stages 1 -> 2 -> 3 of one cell of the toy preset as plain subprocesses, one
-after another, and (b) `04_sweep.py --preset toy --seeds 1` (a local Ray instance started and stopped, one trial,
+Each repeat runs, in fresh folders, (a) stages 1 -> 2 -> 3 of one cell of the toy preset at its plumbing budget
+(`SMOKE` of common/presets.py) as plain subprocesses, one after another, and (b) the same cell through
+`04_sweep.py --preset toy --seeds 1` (a local Ray instance started and stopped, one trial,
 the merged report), alternating which goes first. Prints the wall-clock of each and the median ratio (b) / (a).
 The absolute overhead (Ray's start, the trial's process, the merge) is what matters for real runs of hours.
 """
@@ -23,6 +24,7 @@ import tyro
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # 04_sweep.py imports common/
+from common.presets import SMOKE  # noqa: E402  (the plumbing budget: what is measured is Ray's overhead)
 
 
 @dataclass
@@ -45,7 +47,8 @@ def load_sweep():
 def direct(sweep, folder: Path, threads: int) -> float:
     """The cell's commands as a user would type them, each stage's checkpoint found the way the sweep finds it."""
     args = sweep.Args(preset="toy", seeds=[1], runs_dir=str(folder / "runs"), results_dir=str(folder / "results"),
-                      cpus_per_trial=threads)
+                      cpus_per_trial=threads, variants=["response"], train_flags=SMOKE["train"],
+                      student_flags=SMOKE["student"], evaluate_flags=SMOKE["evaluate"])
     preset = sweep.PRESETS["toy"]
     (cell,) = sweep.plan_cells(args, preset, ["Catch"], sweep.parse_variants(args, preset))
     start, done = time.perf_counter(), {}
@@ -62,7 +65,9 @@ def direct(sweep, folder: Path, threads: int) -> float:
 def through_ray(folder: Path, threads: int) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "04_sweep.py", "--preset", "toy", "--seeds", "1", "--cpus-per-trial",
-                    str(threads), "--runs-dir", str(folder / "runs"), "--results-dir", str(folder / "results")],
+                    str(threads), "--runs-dir", str(folder / "runs"), "--results-dir", str(folder / "results"),
+                    "--variants", "response", f"--train-flags={SMOKE['train']}",
+                    f"--student-flags={SMOKE['student']}", f"--evaluate-flags={SMOKE['evaluate']}"],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 

@@ -55,16 +55,22 @@ def paper_games() -> tuple[str, ...]:
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
-        name="toy", family="toy", games=("Catch",), seeds=(1, 2), variants=("response",),
-        # A plumbing check in about a minute per cell on one CPU core: every stage runs, nothing learns much.
-        budget={"*": ["--total-env-steps", "300", "--random-transitions", "100", "--train-updates", "20",
-                      "--extra-updates", "0", "--batch-size", "16", "--num-simulations", "4", "--segment-length",
-                      "20", "--channels", "8", "--lstm-hidden", "16", "--eval-interval", "0",
-                      "--final-eval-episodes", "8", "--eval-max-steps", "200", "--checkpoint-interval", "10"]},
-        student=("--teacher-eval-episodes", "4"),
-        evaluate=("--episodes", "8", "--num-simulations", "4", "--max-steps", "200", "--latency-repeats", "5",
-                  "--agreement-states", "64", "--no-robustness", "--no-cost", "--no-curves"),
-        about="Toy/Catch-v0 with a tiny budget: checks the pipeline end to end in about a minute per cell"),
+        name="toy", family="toy", games=("Catch",), seeds=(1, 2), variants=("both",),
+        # `make demo` and the CI learning tests: the smallest budget at which a teacher clearly learns Catch (4-13
+        # minutes per run on 2 cores). 1,000 random transitions, then 1,000 agent steps of a 20-simulation search
+        # while 1,500 updates of batch 32 run, then 500 more updates; no reanalysis (stored search policies).
+        budget={"*": ["--total-env-steps", "2000", "--random-transitions", "1000", "--train-updates", "1500",
+                      "--extra-updates", "500", "--batch-size", "32", "--num-simulations", "20", "--segment-length",
+                      "50", "--channels", "16", "--lstm-hidden", "32", "--reanalyse-fraction", "0", "--lr-warmup",
+                      "50", "--target-update-interval", "50", "--eval-interval", "500", "--eval-episodes", "16",
+                      "--final-eval-episodes", "128"]},
+        # the teacher's search as the response target: this small teacher's raw policy is nearly flat (max
+        # probability ~0.4). A teacher search on every batch triples an update's cost, so the student gets the
+        # teacher's environment budget but 1,000 updates instead of 2,000.
+        student=("--response-target", "search", "--teacher-eval-episodes", "32", "--train-updates", "1000",
+                 "--extra-updates", "0"),
+        evaluate=("--num-simulations", "20", "--export-onnx"),
+        about="Toy/Catch-v0 at the smallest budget where its teacher learns (make demo; 4-13 minutes per run)"),
     Preset(
         name="minatar", family="minatar", games=("Breakout", "SpaceInvaders", "Asterix"), seeds=(1, 2),
         variants=("none", "response", "feature", "both"),
@@ -106,3 +112,30 @@ def expand_games(preset: Preset, names: list[str]) -> list[str]:
         group = GAME_SETS[preset.family].get(name.lower())
         out += list(group()) if group else [name]
     return list(dict.fromkeys(out))  # once each, in order
+
+
+# A plumbing check of the toy preset (the sweep's tests and its overhead benchmark): every stage runs, in about a
+# minute per cell on one core, and nothing learns. Given to 04_sweep.py as --train-flags, --student-flags and
+# --evaluate-flags, which come after the preset's.
+SMOKE = {"train": "--total-env-steps 300 --random-transitions 100 --train-updates 20 --extra-updates 0 --batch-size 16 "
+                  "--num-simulations 4 --segment-length 20 --channels 8 --lstm-hidden 16 --eval-interval 0 "
+                  "--final-eval-episodes 8 --eval-max-steps 200 --checkpoint-interval 10",
+         "student": "--train-updates 20 --teacher-eval-episodes 4 --response-target policy",
+         "evaluate": "--episodes 8 --num-simulations 4 --max-steps 200 --latency-repeats 5 --agreement-states 64 "
+                     "--no-robustness --no-cost --no-curves"}
+
+
+def stage_flags(preset: str, stage: str, game: str | None = None) -> list[str]:
+    """The flags a preset gives one stage (`teacher`, `student`: its first variant, or `evaluate`) of one game, as
+    the sweep composes them, without the sweep's own (--run-dir, --threads, --seed, --teacher, --checkpoints)."""
+    p = PRESETS[preset]
+    game = game or p.games[0]
+    train = ["--env-id", p.env_id(game), *p.train_flags(game)]
+    return {"teacher": train, "student": [*train, *p.student, *VARIANTS[p.variants[0]]],
+            "evaluate": list(p.evaluate)}[stage]
+
+
+if __name__ == "__main__":  # `python -m common.presets toy teacher`: what `make demo` gives stage 1
+    import sys
+
+    print(" ".join(stage_flags(*sys.argv[1:])))

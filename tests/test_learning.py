@@ -17,18 +17,14 @@ import numpy as np
 import pytest
 
 from common.envs import make_env
+from common.presets import stage_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The flags of the learning run (also `make demo`'s stage 1): 1,000 random transitions, then 1,000 agent steps
-# with a 20-simulation search while 1,500 updates of batch 32 run, then 500 more updates; no reanalysis (stored
-# search policies); 128 evaluation episodes.
-LEARNING_FLAGS = ["--env-id", "Toy/Catch-v0", "--seed", "1", "--total-env-steps", "2000",
-                  "--random-transitions", "1000", "--train-updates", "1500", "--extra-updates", "500",
-                  "--batch-size", "32", "--num-simulations", "20", "--segment-length", "50", "--channels", "16",
-                  "--lstm-hidden", "32", "--reanalyse-fraction", "0", "--lr-warmup", "50",
-                  "--target-update-interval", "50", "--eval-interval", "0", "--final-eval-episodes", "128",
-                  "--checkpoint-interval", "500", "--no-progress"]
+# The learning run is `make demo`'s stage 1: the `toy` preset (common/presets.py), without the periodic
+# evaluations (they draw from the training RNG, and the test does not need them).
+LEARNING_FLAGS = [*stage_flags("toy", "teacher"), "--seed", "1", "--eval-interval", "0", "--checkpoint-interval", "500",
+                  "--no-progress"]
 
 
 def random_scores(n: int) -> np.ndarray:
@@ -80,8 +76,9 @@ def test_teacher_beats_random_play(catch_teacher):
     assert welch_t(trained, rand) > 3.0
 
 
-# Stage 2 from the CI teacher: 1,000 agent steps (500 random) and 500 updates, the same for a distilled student
-# (default weights, the teacher's search as the response target) and for a student without distillation. Measured on
+# Stage 2 from the CI teacher, the `toy` preset's student at half its budget: 1,000 agent steps (500 random) and 500
+# updates, the same for a distilled student (default weights, the teacher's search as the response target) and for a
+# student without distillation. Measured on
 # 288 states drawn from the teacher's evaluation episodes (never trained on), from the same start:
 #   raw-policy argmax agreement with the teacher's raw policy: distilled 0.16 -> 0.51, without distillation -> 0.15;
 #   student's raw-policy argmax vs the action the teacher's search plays: 0.42 -> 0.61, without -> 0.51
@@ -89,12 +86,8 @@ def test_teacher_beats_random_play(catch_teacher):
 # that learns Catch by itself also comes to play what the teacher's search plays, so that measure separates the two
 # by 0.10-0.43 depending on floating-point details; the teacher's own (nearly flat: max probability ~0.4) raw-policy
 # choices are a fingerprint only distillation copies, so the 0.2 margin is asked of that one.
-DISTILL_FLAGS = ["--env-id", "Toy/Catch-v0", "--seed", "1", "--total-env-steps", "1000", "--random-transitions",
-                 "500", "--train-updates", "500", "--extra-updates", "0", "--batch-size", "32", "--num-simulations",
-                 "20", "--segment-length", "50", "--channels", "16", "--lstm-hidden", "32", "--reanalyse-fraction",
-                 "0", "--lr-warmup", "50", "--target-update-interval", "50", "--eval-interval", "0",
-                 "--final-eval-episodes", "8", "--teacher-eval-episodes", "32", "--response-target", "search",
-                 "--no-progress"]
+DISTILL_FLAGS = [*stage_flags("toy", "student"), "--seed", "1", "--total-env-steps", "1000", "--random-transitions",
+                 "500", "--train-updates", "500", "--eval-interval", "0", "--final-eval-episodes", "8", "--no-progress"]
 NO_KD = ["--response-weight", "0", "--feature-latent-weight", "0", "--feature-lstm-weight", "0"]
 
 

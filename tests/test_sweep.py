@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from common.presets import SMOKE
 from common.runs import load_checkpoint
 from tests.conftest import ENV, ROOT
 
@@ -61,8 +62,9 @@ def test_toy_table_survives_a_killed_trial_and_a_killed_sweep(tmp_path):
     runs, results = tmp_path / "runs", tmp_path / "results"
     # 60 updates with a checkpoint every 10: the teacher of seed 1 lives long enough to be killed mid-run
     cmd = [sys.executable, str(ROOT / "04_sweep.py"), "--preset", "toy", "--seeds", "1", "2", "--cpus-per-trial", "1",
-           "--runs-dir", str(runs), "--results-dir", str(results), "--teacher-flags=--train-updates 60",
-           "--report-seconds", "5"]
+           "--runs-dir", str(runs), "--results-dir", str(results), "--variants", "response",
+           f"--train-flags={SMOKE['train']}", f"--student-flags={SMOKE['student']}",
+           f"--evaluate-flags={SMOKE['evaluate']}", "--teacher-flags=--train-updates 60", "--report-seconds", "5"]
     teacher_dir = lambda seed: next(runs.glob(f"toy/Toy-Catch-v0__teacher__{seed}__*"), None)  # noqa: E731
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
