@@ -8,11 +8,20 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from common.runs import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg"}
+# one thread per process: `make test` runs two test processes side by side (pytest-xdist), each starting scripts
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items):
+    """The longest chain first (the CI teacher, then the students distilled from it): the other test process runs
+    everything else beside it."""
+    items.sort(key=lambda item: item.path.name != "test_learning.py")
 TINY = ["--total-env-steps", "240", "--random-transitions", "80", "--train-updates", "6", "--extra-updates", "2",
         "--batch-size", "8", "--num-simulations", "2", "--segment-length", "20", "--channels", "8",
         "--lstm-hidden", "16", "--eval-interval", "0", "--final-eval-episodes", "2", "--eval-max-steps", "200",
