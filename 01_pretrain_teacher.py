@@ -20,17 +20,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.args import TrainArgs, check_resume_args, check_train_args, note_checkpoint, parse_args
+from common.args import TrainArgs, check_train_args, note_checkpoint, parse_args
 from common.envs import make_env
 from common.loss import LossConfig, unrolled_loss
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer, ReplayStore
-from common.runs import (Logger, atomic_torch_save, claim_run_dir, finished, load_checkpoint, pick_device, rng_state,
-                         set_rng_state)
+from common.runs import Logger, atomic_torch_save, claim_run_dir, pick_device, rng_state
 from common.selfplay import visit_temperature
-from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, sgd_step,
-                             stop_if_not_finite, train_scalars, updates_due)
+from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, restore,
+                             resume_or_start, sgd_step, stop_if_not_finite, train_scalars, updates_due)
 from common.tree import MCTSConfig
 
 
@@ -75,17 +74,8 @@ if __name__ == "__main__":
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    # --- run directory: new, or resumed with the same flags -------------------------------------------------
-    if args.resume:
-        run_dir = Path(args.resume)
-        ckpt = load_checkpoint(run_dir / f"{KIND}.pt", KIND)
-        check_resume_args(ckpt["args"], args, run_dir)
-        if finished(run_dir, ckpt, args.train_updates + args.extra_updates, args.total_env_steps):
-            print(f"{run_dir} is finished: {ckpt['counters']['updates']:,} updates, final evaluation in "
-                  f"{run_dir / 'eval.json'}; nothing to do")
-            raise SystemExit(0)
-    else:
-        run_dir, ckpt = None, None  # created below, once the game is known to exist
+    # --- run directory: new (claimed below, once the game is known to exist), or resumed with the same flags ---
+    run_dir, ckpt = resume_or_start(args, KIND)
 
     # --- seeding ---------------------------------------------------------------------------------------------
     rng = np.random.default_rng(args.seed)
@@ -120,16 +110,8 @@ if __name__ == "__main__":
     store = ReplayStore(run_dir)
     counters = {"env_steps": 0, "updates": 0, "episodes": 0, "learn_start_env_steps": -1, "resumes": 0}
     if ckpt:
-        net.load_state_dict(ckpt["model"])
-        target_net.load_state_dict(ckpt["target_model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        counters.update(ckpt["counters"])
-        counters["resumes"] += 1
-        set_rng_state(rng, ckpt["rng"])
-        replay = store.restore(ckpt["replay"])
-        print(f"resumed {run_dir}: {counters['updates']:,} updates, {counters['env_steps']:,} env steps, "
-              f"replay {len(replay):,} transitions")
+        modules = {"model": net, "target_model": target_net, "optimizer": optimizer, "scaler": scaler}
+        replay = restore(ckpt, modules, counters, rng, store, run_dir)
     else:
         replay = ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha)
     del ckpt

@@ -21,7 +21,6 @@ This script is stage 1's script plus distillation: everything stage 1 does not d
 from __future__ import annotations
 
 import common.interrupts  # noqa: F401  (first: a Ctrl-C while torch loads ends in one line)
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,22 +29,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.args import (TrainArgs, at_least, check_resume_args, note_checkpoint, parse_args, train_args_problems,
-                         usage_error)
-from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, combine_losses, distillation_terms, fade_factor,
-                            heldout_agreement, load_teacher, search_actions, teacher_unroll, temperature)
+from common.args import TrainArgs, at_least, note_checkpoint, parse_args, train_args_problems, usage_error
+from common.distill import (WEIGHT_FLAGS, DistillConfig, HeldOut, agreement, combine_losses, distillation_terms,
+                            evaluate_teacher, fade_factor, fill_with_teacher_play, load_teacher, teacher_unroll,
+                            temperature)
 from common.envs import make_env
 from common.loss import LossConfig, unrolled_loss
 from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, amp_context, count_acting_params,
                              count_params, default_config)
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer, ReplayStore
-from common.runs import (Logger, atomic_np_save, atomic_torch_save, atomic_write_text, claim_run_dir, finished,
-                         load_checkpoint, pick_device, rng_state, set_rng_state)
+from common.runs import Logger, atomic_torch_save, claim_run_dir, load_checkpoint, pick_device, rng_state
 from common.search import run_search
-from common.selfplay import SelfPlay, evaluate, visit_temperature
-from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, sgd_step,
-                             stop_if_not_finite, train_scalars, updates_due)
+from common.selfplay import visit_temperature
+from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, restore,
+                             resume_or_start, sgd_step, stop_if_not_finite, train_scalars, updates_due)
 from common.tree import MCTSConfig
 
 KIND = "student"  # what this script trains: its checkpoint is student.pt
@@ -139,6 +137,21 @@ def student_config(args: Args, family: str, obs_shape, num_actions: int) -> NetC
     return default_config("student", family, obs_shape, num_actions, **knobs)
 
 
+def check_pairing(net_cfg: NetConfig, teachers: list, args: Args) -> None:
+    """The student and its teachers must fit together before anything is created: features of other widths need
+    adapters, and an ensemble's teachers must share their widths and value support."""
+    t_cfg = teachers[0].config
+    feature_on = args.feature_latent_weight > 0 or args.feature_lstm_weight > 0
+    widths_differ = (net_cfg.channels, net_cfg.lstm_hidden) != (t_cfg.channels, t_cfg.lstm_hidden)
+    if feature_on and widths_differ and not args.adapters:
+        raise SystemExit(f"feature distillation between widths (channels, LSTM) "
+                         f"{(net_cfg.channels, net_cfg.lstm_hidden)} and the teacher's "
+                         f"{(t_cfg.channels, t_cfg.lstm_hidden)} needs adapters: drop "
+                         "--no-adapters, match the widths, or set --feature-latent-weight 0 --feature-lstm-weight 0")
+    if len({(t.config.channels, t.config.lstm_hidden, t.config.support_size) for t in teachers}) > 1:
+        raise SystemExit("an ensemble of teachers must share latent channels, LSTM width and support size")
+
+
 @torch.no_grad()
 def teacher_search_policy(teachers, obs: torch.Tensor, inside: torch.Tensor, mcts: MCTSConfig, rng, chunk_size, amp):
     """Average over teachers of the visit distribution of a search (no root noise) from each real observation
@@ -180,17 +193,8 @@ if __name__ == "__main__":
         load_checkpoint(Path(path), "teacher")
     # <<< distillation
 
-    # --- run directory: new, or resumed with the same flags -------------------------------------------------
-    if args.resume:
-        run_dir = Path(args.resume)
-        ckpt = load_checkpoint(run_dir / f"{KIND}.pt", KIND)
-        check_resume_args(ckpt["args"], args, run_dir)
-        if finished(run_dir, ckpt, args.train_updates + args.extra_updates, args.total_env_steps):
-            print(f"{run_dir} is finished: {ckpt['counters']['updates']:,} updates, final evaluation in "
-                  f"{run_dir / 'eval.json'}; nothing to do")
-            raise SystemExit(0)
-    else:
-        run_dir, ckpt = None, None  # created below, once the game is known to exist
+    # --- run directory: new (claimed below, once the game is known to exist), or resumed with the same flags ---
+    run_dir, ckpt = resume_or_start(args, KIND)
 
     # --- seeding ---------------------------------------------------------------------------------------------
     rng = np.random.default_rng(args.seed)
@@ -208,17 +212,7 @@ if __name__ == "__main__":
     t_cfg = teachers[0].config
     # <<< distillation
     net_cfg = NetConfig.from_dict(ckpt["config"]) if ckpt else student_config(args, family, obs_shape, num_actions)
-    # >>> distillation
-    feature_on = args.feature_latent_weight > 0 or args.feature_lstm_weight > 0
-    widths_differ = (net_cfg.channels, net_cfg.lstm_hidden) != (t_cfg.channels, t_cfg.lstm_hidden)
-    if feature_on and widths_differ and not args.adapters:
-        raise SystemExit(f"feature distillation between widths (channels, LSTM) "
-                         f"{(net_cfg.channels, net_cfg.lstm_hidden)} and the teacher's "
-                         f"{(t_cfg.channels, t_cfg.lstm_hidden)} needs adapters: drop "
-                         "--no-adapters, match the widths, or set --feature-latent-weight 0 --feature-lstm-weight 0")
-    if len({(t.config.channels, t.config.lstm_hidden, t.config.support_size) for t in teachers}) > 1:
-        raise SystemExit("an ensemble of teachers must share latent channels, LSTM width and support size")
-    # <<< distillation
+    check_pairing(net_cfg, teachers, args)  # + distillation (feature widths, ensemble)
     if run_dir is None:  # claimed atomically: never shared with a run started in the same second
         run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
     note_checkpoint(run_dir / f"{KIND}.pt")  # a Ctrl-C says how to continue
@@ -243,18 +237,10 @@ if __name__ == "__main__":
     counters["teacher_env_steps"] = 0  # + distillation (the teacher's play of --data teacher-buffer)
     teacher_return = None  # + distillation (the teacher's score, measured once at the start)
     if ckpt:
-        net.load_state_dict(ckpt["model"])
-        target_net.load_state_dict(ckpt["target_model"])
-        adapter.load_state_dict(ckpt["adapter"])  # + distillation
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        counters.update(ckpt["counters"])
-        counters["resumes"] += 1
+        modules = {"model": net, "target_model": target_net, "optimizer": optimizer, "scaler": scaler}
+        modules["adapter"] = adapter  # + distillation
         teacher_return = ckpt["teacher_return"]  # + distillation
-        set_rng_state(rng, ckpt["rng"])
-        replay = store.restore(ckpt["replay"])
-        print(f"resumed {run_dir}: {counters['updates']:,} updates, {counters['env_steps']:,} env steps, "
-              f"replay {len(replay):,} transitions")
+        replay = restore(ckpt, modules, counters, rng, store, run_dir)
     else:
         replay = ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha)
     del ckpt
@@ -272,55 +258,21 @@ if __name__ == "__main__":
           f"{f' x {len(teachers)} (ensemble)' if len(teachers) > 1 else ''}, frozen; the student has "
           f"{count_params(net) / count_params(teachers[0]):.3f} of its parameters; adapters "
           f"{count_params(adapter):,} parameters (training only)")
-    heldout_path = run_dir / "heldout_states.npy"
-    if teacher_return is None and args.teacher_eval_episodes:
-        res = evaluate(teachers[0], args.env_id, args.teacher_eval_episodes, mcts, first_seed=2000,
-                       max_steps=args.eval_max_steps, rng=np.random.default_rng(args.seed),
-                       chunk_size=args.search_chunk_size, autocast=use_amp, record_states=1024)
-        teacher_return = float(np.mean(res["scores"]))
-        atomic_np_save(heldout_path, res["states"])
-        print(f"teacher evaluation ({args.teacher_eval_episodes} episodes): {teacher_return:.2f} "
-              f"+- {np.std(res['scores']):.2f}; {len(res['states'])} of its states held out for agreement")
+    if teacher_return is None and args.teacher_eval_episodes:  # measured once: a resumed run keeps it
+        teacher_return = evaluate_teacher(teachers[0], args, mcts, run_dir, use_amp)
     logger.scalars({"charts/teacher_return": teacher_return or 0.0}, 0)
-    heldout = np.load(heldout_path) if heldout_path.exists() else None
-    # what the frozen teacher's search plays from each held-out state: computed once, compared at every log
-    teacher_actions = (search_actions(teachers[0], heldout, mcts, args.search_chunk_size or 256, use_amp)
-                       if heldout is not None and len(heldout) else None)
-
-    def heldout_scalars() -> dict[str, float]:
-        """Agreement with the teacher on states the student never trains on (the student's raw policy only)."""
-        if teacher_actions is None:
-            return {}
-        a = heldout_agreement(net, teachers, heldout, teacher_actions=teacher_actions)
-        return {"distill/heldout_policy_agreement": a["policy_argmax_agreement"],
-                "distill/heldout_policy_vs_search": a["policy_vs_search_agreement"],
-                "distill/heldout_js_divergence": a["js_divergence"], "distill/heldout_value_mae": a["value_mae"]}
+    heldout = HeldOut(teachers, run_dir, mcts, args.search_chunk_size, use_amp)
+    heldout_start, new = heldout.at_start(net)
+    if new:
+        logger.scalars(heldout_start, counters["updates"])
 
     def kd_state() -> dict:
         """What a student's checkpoint holds beyond what a teacher's does."""
         return {"adapter": adapter.state_dict(), "teachers": list(args.teacher), "teacher_return": teacher_return}
 
-    start_path = run_dir / "heldout_agreement_start.json"  # kept for a resumed run's final report
-    if not start_path.exists():
-        atomic_write_text(start_path, json.dumps(heldout_scalars()))
-        logger.scalars(json.loads(start_path.read_text()), counters["updates"])
-    heldout_start = json.loads(start_path.read_text())
-
     # optional QDagger-style start: the replay filled by the teacher's own play (extra environment steps)
     if args.data == "teacher-buffer" and counters["teacher_env_steps"] < args.teacher_buffer_steps:
-        print(f"filling the replay with {args.teacher_buffer_steps:,} agent steps of the teacher's play "
-              "(extra environment steps, on top of the student's budget)")
-        pad = args.num_unroll_steps + args.td_steps  # look-ahead of the furthest target: K unroll + n-step bootstrap
-        tplay = SelfPlay(args.env_id, args.num_envs, seed=args.seed * 1000 + 500, segment_length=args.segment_length,
-                         pad=pad)
-        for _ in tqdm(range(0, args.teacher_buffer_steps, args.num_envs), desc="teacher buffer", unit="step",
-                      unit_scale=args.num_envs, disable=not args.progress):
-            segments, _, _ = tplay.step(teachers[0], mcts, 0.25, rng, chunk_size=args.search_chunk_size,
-                                        autocast=use_amp)
-            counters["teacher_env_steps"] += args.num_envs
-            for seg in segments:
-                store.push(replay, seg)
-        tplay.close()
+        fill_with_teacher_play(teachers[0], args, store, replay, counters, mcts, rng, use_amp)
     random_transitions = 0 if args.data == "teacher-buffer" else args.random_transitions  # the teacher's play instead
     # <<< distillation
 
@@ -439,7 +391,7 @@ if __name__ == "__main__":
                 bar.write(f"update {updates:,}: eval return {res['mean']:.1f} +- {res['std']:.1f} "
                           f"({args.eval_episodes} episodes)"
                           f"; teacher {teacher_return if teacher_return is not None else float('nan'):.1f}")  # + d.
-                logger.scalars(heldout_scalars(), updates)  # + distillation
+                logger.scalars(heldout.agreement(net), updates)  # + distillation
 
             # --- 10. checkpoint ------------------------------------------------------------------------------
             if updates % args.checkpoint_interval == 0 or updates == total_updates:
@@ -458,7 +410,7 @@ if __name__ == "__main__":
     # =========================================================================================================
     record = {"checkpoint": str(ckpt_path), "updates": counters["updates"], "env_steps": counters["env_steps"]}
     # >>> distillation: agreement with the teacher on its held-out states, at the start and now
-    heldout_final = heldout_scalars()
+    heldout_final = heldout.agreement(net)
     logger.scalars(heldout_final, counters["updates"])
     if heldout_final:
         print("held-out agreement with the teacher: " + ", ".join(

@@ -15,6 +15,7 @@ A_* are the FeatureAdapter's 1x1 conv / linear maps (identity when the widths al
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from common.networks import EfficientZeroNet, FeatureAdapter, NetConfig, Unroll, scalar_to_support, support_to_scalar
-from common.runs import load_checkpoint
+from common.runs import atomic_np_save, atomic_write_text, load_checkpoint
 
 
 def load_teacher(path: str, obs_shape, num_actions: int, device) -> EfficientZeroNet:
@@ -230,3 +231,71 @@ def heldout_agreement(student: EfficientZeroNet, teachers: list[EfficientZeroNet
         a_s = search_actions(student, states, mcts, chunk_size, autocast)
         result["search_action_agreement"] = float((a_s == teacher_actions).mean())
     return result
+
+
+class HeldOut:
+    """The student measured against its teacher(s) during training, on states it never trains on: those the
+    teacher's start-of-run evaluation visited (`heldout_states.npy` in the run directory). The teacher's search
+    actions on them are computed once; `agreement(net)` compares the student's raw policy (docs/usage.md, "What is
+    logged"). No states (the teacher was not evaluated): no agreement, an empty dict."""
+
+    def __init__(self, teachers: list[EfficientZeroNet], run_dir: Path, mcts, chunk_size: int | None, autocast: bool):
+        path = Path(run_dir) / "heldout_states.npy"
+        self.teachers, self.run_dir = teachers, Path(run_dir)
+        self.states = np.load(path) if path.exists() else None
+        self.teacher_actions = (search_actions(teachers[0], self.states, mcts, chunk_size or 256, autocast)
+                                if self.states is not None and len(self.states) else None)
+
+    def agreement(self, net: EfficientZeroNet) -> dict[str, float]:
+        if self.teacher_actions is None:
+            return {}
+        a = heldout_agreement(net, self.teachers, self.states, teacher_actions=self.teacher_actions)
+        return {"distill/heldout_policy_agreement": a["policy_argmax_agreement"],
+                "distill/heldout_policy_vs_search": a["policy_vs_search_agreement"],
+                "distill/heldout_js_divergence": a["js_divergence"], "distill/heldout_value_mae": a["value_mae"]}
+
+    def at_start(self, net: EfficientZeroNet) -> tuple[dict[str, float], bool]:
+        """The agreement of the untrained student, measured once and kept in the run directory for a resumed
+        run's final report; True when it was measured now."""
+        path = self.run_dir / "heldout_agreement_start.json"
+        new = not path.exists()
+        if new:
+            atomic_write_text(path, json.dumps(self.agreement(net)))
+        return json.loads(path.read_text()), new
+
+
+def evaluate_teacher(teacher: EfficientZeroNet, args, mcts, run_dir: Path, autocast: bool) -> float:
+    """The teacher's score at the start of stage 2 (seeds 2000.., never the final seeds): what the student should
+    reach. Up to 1,024 of the states it visits become the held-out states of `HeldOut`."""
+    from common.selfplay import evaluate
+
+    res = evaluate(teacher, args.env_id, args.teacher_eval_episodes, mcts, first_seed=2000,
+                   max_steps=args.eval_max_steps, rng=np.random.default_rng(args.seed),
+                   chunk_size=args.search_chunk_size, autocast=autocast, record_states=1024)
+    atomic_np_save(Path(run_dir) / "heldout_states.npy", res["states"])
+    print(f"teacher evaluation ({args.teacher_eval_episodes} episodes): {np.mean(res['scores']):.2f} "
+          f"+- {np.std(res['scores']):.2f}; {len(res['states'])} of its states held out for agreement")
+    return float(np.mean(res["scores"]))
+
+
+def fill_with_teacher_play(teacher: EfficientZeroNet, args, store, replay, counters: dict, mcts, rng,
+                           autocast: bool) -> None:
+    """`--data teacher-buffer`: the replay first filled with --teacher-buffer-steps of the teacher's own play
+    (visit temperature 0.25), a QDagger-style start. These are extra environment steps on top of the student's
+    budget, counted apart (`teacher_env_steps`)."""
+    from tqdm import tqdm
+
+    from common.selfplay import SelfPlay
+
+    print(f"filling the replay with {args.teacher_buffer_steps:,} agent steps of the teacher's play "
+          "(extra environment steps, on top of the student's budget)")
+    pad = args.num_unroll_steps + args.td_steps  # look-ahead of the furthest target: K unroll + n-step bootstrap
+    play = SelfPlay(args.env_id, args.num_envs, seed=args.seed * 1000 + 500, segment_length=args.segment_length,
+                    pad=pad)
+    for _ in tqdm(range(0, args.teacher_buffer_steps, args.num_envs),
+                  desc="teacher buffer", unit="step", unit_scale=args.num_envs, disable=not args.progress):
+        segments, _, _ = play.step(teacher, mcts, 0.25, rng, chunk_size=args.search_chunk_size, autocast=autocast)
+        counters["teacher_env_steps"] += args.num_envs
+        for seg in segments:
+            store.push(replay, seg)
+    play.close()

@@ -12,13 +12,44 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.args import TrainArgs
+from common.args import TrainArgs, check_resume_args
 from common.networks import EfficientZeroNet
 from common.pipeline import SelfPlayStep
 from common.replay import ReplayBuffer, ReplayStore
-from common.runs import Logger, atomic_write_text
+from common.runs import Logger, atomic_write_text, finished, load_checkpoint, set_rng_state
 from common.selfplay import eval_summary, evaluate
 from common.tree import MCTSConfig
+
+
+def resume_or_start(args: TrainArgs, kind: str) -> tuple[Path | None, dict | None]:
+    """`--resume DIR`: DIR and its checkpoint, refused (one line, exit 2) when the flags differ from the ones it was
+    started with; a finished run ends here, untouched (exit 0). A new run: (None, None), its directory is claimed
+    once the game is known to exist."""
+    if not args.resume:
+        return None, None
+    run_dir = Path(args.resume)
+    ckpt = load_checkpoint(run_dir / f"{kind}.pt", kind)
+    check_resume_args(ckpt["args"], args, run_dir)
+    if finished(run_dir, ckpt, args.train_updates + args.extra_updates, args.total_env_steps):
+        print(f"{run_dir} is finished: {ckpt['counters']['updates']:,} updates, final evaluation in "
+              f"{run_dir / 'eval.json'}; nothing to do")
+        raise SystemExit(0)
+    return run_dir, ckpt
+
+
+def restore(ckpt: dict, modules: dict, counters: dict, rng: np.random.Generator, store: ReplayStore,
+            run_dir: Path) -> ReplayBuffer:
+    """Continue where a checkpoint stopped: the state of each module (checkpoint key -> module: networks,
+    optimizer, gradient scaler), the counters (one more resume), the RNG and the replay it describes."""
+    for key, module in modules.items():
+        module.load_state_dict(ckpt[key])
+    counters.update(ckpt["counters"])
+    counters["resumes"] += 1
+    set_rng_state(rng, ckpt["rng"])
+    replay = store.restore(ckpt["replay"])
+    print(f"resumed {run_dir}: {counters['updates']:,} updates, {counters['env_steps']:,} env steps, "
+          f"replay {len(replay):,} transitions")
+    return replay
 
 
 def record_steps(steps: list[SelfPlayStep], store: ReplayStore, replay: ReplayBuffer, counters: dict,
