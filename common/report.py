@@ -177,15 +177,17 @@ def _claim_rows(r: dict) -> list[list]:
     ]
 
 
-def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
-    out_dir = Path(out_dir)
-    groups = _groups(summary)
-    games = sorted(summary["games"])
-    p = summary["protocol"]
-    protocol = (f"{p['episodes']} episodes per checkpoint (environment seeds {p['seeds'][0]}..{p['seeds'][1]}), "
-                f"at most {p['max_steps']:,} agent steps, {p['num_simulations']} simulations, no root noise, "
-                "action = argmax of visit counts")
-    L = [f"# Evaluation report: {out_dir.name}", ""]
+def _protocol_text(p: dict) -> str:
+    """The evaluation protocol of a summary in one sentence."""
+    return (f"{p['episodes']} episodes per checkpoint (environment seeds {p['seeds'][0]}..{p['seeds'][1]}), "
+            f"at most {p['max_steps']:,} agent steps, {p['num_simulations']} simulations, no root noise, "
+            "action = argmax of visit counts")
+
+
+def _provenance_section(summary: dict, name: str) -> list[str]:
+    """The title, and the commit, command, protocol and hardware the numbers come from."""
+    protocol = _protocol_text(summary["protocol"])
+    L = [f"# Evaluation report: {name}", ""]
     if summary.get("merged_from"):  # scores, costs and agreement were measured by the merged calls, not this one
         L += [f"Merged by `03_evaluate.py` on {summary['date']} at commit `{summary['git_commit'][:12]}` from "
               f"{len(summary['merged_from'])} evaluations, which measured everything below. Command:", "",
@@ -203,11 +205,14 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
               f"```\n{summary['command']}\n```", "",
               f"Protocol: {protocol}. Hardware: {hw['cpu']} ({hw['cpu_count']} cores, {hw['torch_threads']} torch "
               f"threads), GPU: {hw['gpu'] or 'none'}; torch {summary['versions']['torch']}.", ""]
+    return L
 
-    # scores
-    L += ["## Scores", "",
-          "Mean over episodes; with several seeds, the mean over seeds ± the sample standard deviation across "
-          "seeds, and the per-seed means. HNS = (score − random) / (human − random), Atari 100k games only.", ""]
+
+def _scores_section(summary: dict, groups: list[str], games: list[str]) -> list[str]:
+    """One row per game and model: the score over seeds, the per-seed means and the HNS."""
+    L = ["## Scores", "",
+         "Mean over episodes; with several seeds, the mean over seeds ± the sample standard deviation across "
+         "seeds, and the per-seed means. HNS = (score − random) / (human − random), Atari 100k games only.", ""]
     rows = []
     for game in games:
         for g in groups:
@@ -219,64 +224,80 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
             hns = summary["aggregate_hns"][g]["hns"].get(game)
             rows.append([game, g, len(r["seeds"]), f"{_fmt(r['mean'])}{spread}",
                          ", ".join(_fmt(x) for x in r["per_seed"]), _fmt(hns, 3)])
-    L += _table(["game", "model", "seeds", "score", "per seed", "HNS"], rows)
+    return L + _table(["game", "model", "seeds", "score", "per seed", "HNS"], rows)
 
+
+def _published_section(summary: dict, groups: list[str], games: list[str]) -> list[str]:
+    """Our models next to the published reference scores and the seed paper's Table 1 ([] without any)."""
     refs = summary.get("references", {})
     rand = summary.get("random_play", {})
     published = [g for g in games if refs.get(g) and g not in rand]  # measured random play has its own section
-    if published:
-        cols = sorted({k for g in published for k in refs[g]}, key=lambda k: list(refs[published[0]]).index(k)
-                      if k in refs[published[0]] else 99)
-        L += ["### Against the published baselines", "",
-              "Random, human and published EfficientZero scores (Atari 100k), and the seed paper's Table 1 "
-              "(`EfficientZero_rerun` is the paper's teacher, `Ours_distilled_student` its student).", ""]
-        rows = [[g, *[_fmt(summary["games"][g][x]["mean"]) if x in summary["games"][g] else "–" for x in groups],
-                 *[_fmt(refs[g].get(c)) for c in cols]] for g in published]
-        L += _table(["game", *groups, *cols], rows)
+    if not published:
+        return []
+    cols = sorted({k for g in published for k in refs[g]}, key=lambda k: list(refs[published[0]]).index(k)
+                  if k in refs[published[0]] else 99)
+    L = ["### Against the published baselines", "",
+         "Random, human and published EfficientZero scores (Atari 100k), and the seed paper's Table 1 "
+         "(`EfficientZero_rerun` is the paper's teacher, `Ours_distilled_student` its student).", ""]
+    rows = [[g, *[_fmt(summary["games"][g][x]["mean"]) if x in summary["games"][g] else "–" for x in groups],
+             *[_fmt(refs[g].get(c)) for c in cols]] for g in published]
+    return L + _table(["game", *groups, *cols], rows)
 
-    if rand:
-        L += ["### Against random play", "",
-              "Uniformly random actions on the same environment seeds; the margin is (model − random) in units of "
-              "the random play's episode standard deviation.", ""]
-        rows = []
-        for game in sorted(rand):
-            r = rand[game]
-            for g in groups:
-                x = summary["games"].get(game, {}).get(g)
-                if x is not None:
-                    margin = (x["mean"] - r["mean"]) / r["std"] if r["std"] > 0 else None
-                    rows.append([game, g, _fmt(x["mean"]), f"{_fmt(r['mean'])} ± {_fmt(r['std'])}",
-                                 _fmt(margin, 1)])
-        L += _table(["game", "model", "score", "random play (± episode std)", "margin (random std)"], rows)
 
+def _random_play_section(summary: dict, groups: list[str]) -> list[str]:
+    """Each model's margin over the uniformly random play measured here ([] where none was measured)."""
+    rand = summary.get("random_play", {})
+    if not rand:
+        return []
+    L = ["### Against random play", "",
+         "Uniformly random actions on the same environment seeds; the margin is (model − random) in units of "
+         "the random play's episode standard deviation.", ""]
+    rows = []
+    for game in sorted(rand):
+        r = rand[game]
+        for g in groups:
+            x = summary["games"].get(game, {}).get(g)
+            if x is not None:
+                margin = (x["mean"] - r["mean"]) / r["std"] if r["std"] > 0 else None
+                rows.append([game, g, _fmt(x["mean"]), f"{_fmt(r['mean'])} ± {_fmt(r['std'])}", _fmt(margin, 1)])
+    return L + _table(["game", "model", "score", "random play (± episode std)", "margin (random std)"], rows)
+
+
+def _hns_aggregate_section(summary: dict) -> list[str]:
+    """Mean, median and IQM HNS of each model with Atari games ([] without any)."""
     agg = {g: a for g, a in summary["aggregate_hns"].items() if a["games"]}
-    if agg:
-        L += ["### Human-normalised aggregates", ""]
-        L += _table(["model", "games", "mean HNS", "median HNS", "IQM HNS"],
-                    [[g, len(a["games"]), _fmt(a["mean"], 3), _fmt(a["median"], 3), _fmt(a["iqm"], 3)]
-                     for g, a in sorted(agg.items())])
+    if not agg:
+        return []
+    return ["### Human-normalised aggregates", ""] + _table(
+        ["model", "games", "mean HNS", "median HNS", "IQM HNS"],
+        [[g, len(a["games"]), _fmt(a["mean"], 3), _fmt(a["median"], 3), _fmt(a["iqm"], 3)]
+         for g, a in sorted(agg.items())])
 
-    # distillation against RL only: the same teacher and seed, with and without the distillation terms
+
+def _distillation_section(summary: dict) -> list[str]:
+    """Each distilled student against the RL-only student of the same teacher and seed ([] without pairs)."""
     gains = summary.get("distillation_vs_rl", [])
-    if gains:
-        L += ["## Distillation against RL only", "",
-              "Each distilled student's score minus that of the student trained from the same teacher with the same "
-              "seed and budget with every distillation weight 0 (RL loss only). Per seed: the difference ± its "
-              "standard error over the evaluation episodes. Over seeds: the mean difference ± the sample standard "
-              "deviation of the per-seed differences, and in how many seeds the distilled student scored higher.",
-              ""]
-        rows = [[g["game"], g["student"], g["rl_only"], g["seeds"],
-                 f"{g['mean_difference']:+.2f}" + (f" ± {_fmt(g['seed_std'])}" if g["seed_std"] is not None else ""),
-                 ", ".join(f"{p_['difference']:+.2f} ± {_fmt(p_['se'])} (seed {p_['seed']})" for p_ in g["pairs"]),
-                 f"{g['higher']} of {g['seeds']}"] for g in gains]
-        L += _table(["game", "student", "RL only", "seeds", "difference", "per seed (± episode SE)", "higher in"],
-                    rows)
+    if not gains:
+        return []
+    L = ["## Distillation against RL only", "",
+         "Each distilled student's score minus that of the student trained from the same teacher with the same "
+         "seed and budget with every distillation weight 0 (RL loss only). Per seed: the difference ± its "
+         "standard error over the evaluation episodes. Over seeds: the mean difference ± the sample standard "
+         "deviation of the per-seed differences, and in how many seeds the distilled student scored higher.", ""]
+    rows = [[g["game"], g["student"], g["rl_only"], g["seeds"],
+             f"{g['mean_difference']:+.2f}" + (f" ± {_fmt(g['seed_std'])}" if g["seed_std"] is not None else ""),
+             ", ".join(f"{p['difference']:+.2f} ± {_fmt(p['se'])} (seed {p['seed']})" for p in g["pairs"]),
+             f"{g['higher']} of {g['seeds']}"] for g in gains]
+    return L + _table(["game", "student", "RL only", "seeds", "difference", "per seed (± episode SE)", "higher in"],
+                      rows)
 
-    # student vs teacher, and the paper's headline
-    L += ["## Student over teacher", "",
-          "The seed paper reports that its student improves on its teacher by \"about 12.1%\". A ratio of "
-          "Atari scores can be summarised several ways, and they disagree; all of them are given, for our runs "
-          "and for the paper's own Table 1.", ""]
+
+def _student_over_teacher_section(summary: dict) -> list[str]:
+    """Every student-over-teacher statistic of our pairs, then of the paper's Table 1 and its 12.1% candidates."""
+    L = ["## Student over teacher", "",
+         "The seed paper reports that its student improves on its teacher by \"about 12.1%\". A ratio of "
+         "Atari scores can be summarised several ways, and they disagree; all of them are given, for our runs "
+         "and for the paper's own Table 1.", ""]
     for pair in summary["student_vs_teacher"]:
         L += [f"**{pair['student']} over {pair['teacher']}** ({', '.join(pair['games'])}):", ""]
         L += _table(["statistic", "value"], _claim_rows(pair))
@@ -292,83 +313,121 @@ def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
                     [[c["name"], _fmt(c["value_pct"], 2), "yes" if c.get("matches") else "no"]
                      for c in claim["candidates"]])
         L += ["</details>", ""]
+    return L
 
-    # cost
+
+def _cost_row(m: dict, with_cost: list[dict]) -> list:
+    """One deployment-cost row: a model's measurements, a student's with its ratio to the teacher's in brackets."""
+    c = m["cost"]
+    # ratios to a teacher of the same game (the first one given)
+    t = next((x["cost"] for x in with_cost if x["kind"] == "teacher" and x["game"] == m["game"]), None)
+
+    def ratio(k, c=c, t=t, student=m["kind"] == "student"):
+        return f" ({c[k] / t[k]:.2f})" if t and student else ""
+
+    cuda = c.get("latency_ms_decision_cuda")
+    return [m["game"], m["group"], f"{c['params_total']:,}{ratio('params_total')}",
+            f"{c['params_acting']:,}{ratio('params_acting')}",
+            f"{c['macs_initial'] / 1e6:,.2f}M{ratio('macs_initial')}",
+            f"{c['macs_recurrent'] / 1e6:,.3f}M{ratio('macs_recurrent')}",
+            f"{c['macs_decision'] / 1e6:,.1f}M{ratio('macs_decision')}",
+            f"{c['latency_ms_decision_cpu']:.1f}{ratio('latency_ms_decision_cpu')}",
+            f"{cuda:.1f}{ratio('latency_ms_decision_cuda')}" if cuda else "–",
+            f"{c['checkpoint_mb']:.2f}{ratio('checkpoint_mb')}"]
+
+
+def _cost_section(summary: dict) -> list[str]:
+    """Parameters, multiply-adds, latency and weights of each architecture, and its ONNX check ([] unmeasured)."""
     # one row per game and model, the first seed's measurement: the seeds of a model share its architecture
     first_of: dict[tuple[str, str], dict] = {}
     for m in summary["models"]:
         if m.get("cost"):
             first_of.setdefault((m["game"], m["group"]), m)
     with_cost = list(first_of.values())
-    if with_cost:
-        rows = []
-        for m in with_cost:
-            c = m["cost"]
-            # ratios to a teacher of the same game (the first one given)
-            t = next((x["cost"] for x in with_cost if x["kind"] == "teacher" and x["game"] == m["game"]), None)
+    if not with_cost:
+        return []
+    L = ["## Deployment cost", "",
+         "Per architecture (student/teacher ratio in brackets). Parameters: all, and the acting part "
+         "(representation, dynamics, prediction: what a deployed agent runs). Multiply-adds counted by "
+         "`torch.utils.flop_counter`; a decision = 1 initial + "
+         f"{summary['protocol']['num_simulations']} recurrent inferences at batch 1 (median latency after warm-up, "
+         "tree work excluded). Checkpoint: the network's weights alone.", ""]
+    L += _table(["game", "model", "params", "acting params", "MACs initial", "MACs recurrent", "MACs / decision",
+                 "CPU ms / decision", "CUDA ms / decision", "weights MB"], [_cost_row(m, with_cost) for m in with_cost])
+    onnx = [(m["game"], m["group"], m["cost"]["onnx"]) for m in with_cost if m["cost"].get("onnx")]
+    if onnx:
+        rows = [[game, g, f"{o['max_abs_diff']:.1e}", f"{o['torch_ms']:.1f}", f"{o['ort_ms']:.1f}",
+                 f"{o['ort_ms'] / o['torch_ms']:.2f}"] for game, g, o in onnx]
+        L += ["### ONNX (onnxruntime, CPU)", "",
+              "Acting networks exported with a dynamic batch dimension; outputs checked against torch on "
+              "random inputs at several batch sizes.", ""]
+        L += _table(["game", "model", "max abs diff", "torch ms / decision", "onnxruntime ms / decision", "ratio"],
+                    rows)
+    return L
 
-            def ratio(k, c=c, t=t, student=m["kind"] == "student"):
-                return f" ({c[k] / t[k]:.2f})" if t and student else ""
 
-            cuda = c.get("latency_ms_decision_cuda")
-            rows.append([m["game"], m["group"], f"{c['params_total']:,}{ratio('params_total')}",
-                         f"{c['params_acting']:,}{ratio('params_acting')}",
-                         f"{c['macs_initial'] / 1e6:,.2f}M{ratio('macs_initial')}",
-                         f"{c['macs_recurrent'] / 1e6:,.3f}M{ratio('macs_recurrent')}",
-                         f"{c['macs_decision'] / 1e6:,.1f}M{ratio('macs_decision')}",
-                         f"{c['latency_ms_decision_cpu']:.1f}{ratio('latency_ms_decision_cpu')}",
-                         f"{cuda:.1f}{ratio('latency_ms_decision_cuda')}" if cuda else "–",
-                         f"{c['checkpoint_mb']:.2f}{ratio('checkpoint_mb')}"])
-        L += ["## Deployment cost", "",
-              "Per architecture (student/teacher ratio in brackets). Parameters: all, and the acting part "
-              "(representation, dynamics, prediction: what a deployed agent runs). Multiply-adds counted by "
-              "`torch.utils.flop_counter`; a decision = 1 initial + "
-              f"{p['num_simulations']} recurrent inferences at batch 1 (median latency after warm-up, tree work "
-              "excluded). Checkpoint: the network's weights alone.", ""]
-        L += _table(["game", "model", "params", "acting params", "MACs initial", "MACs recurrent", "MACs / decision",
-                     "CPU ms / decision", "CUDA ms / decision", "weights MB"], rows)
-        onnx = [(m["game"], m["group"], m["cost"]["onnx"]) for m in with_cost if m["cost"].get("onnx")]
-        if onnx:
-            rows = [[game, g, f"{o['max_abs_diff']:.1e}", f"{o['torch_ms']:.1f}", f"{o['ort_ms']:.1f}",
-                     f"{o['ort_ms'] / o['torch_ms']:.2f}"] for game, g, o in onnx]
-            L += ["### ONNX (onnxruntime, CPU)", "",
-                  "Acting networks exported with a dynamic batch dimension; outputs checked against torch on "
-                  "random inputs at several batch sizes.", ""]
-            L += _table(["game", "model", "max abs diff", "torch ms / decision", "onnxruntime ms / decision",
-                         "ratio"], rows)
+def _agreement_section(summary: dict) -> list[str]:
+    """How often each student acts as its teacher on the teacher's held-out states ([] when not measured)."""
+    if not summary["agreement"]:
+        return []
+    L = ["## Agreement with the teacher", "",
+         "On states drawn uniformly from the teacher's evaluation episodes (never trained on): agreement of "
+         "the argmax of the raw policies; of the student's raw-policy argmax with the action the teacher's "
+         "search plays; of the actions the two searches play; Jensen–Shannon divergence of the raw policies "
+         "(nats); mean absolute difference of the predicted values.", ""]
+    return L + _table(["student", "teacher", "states", "policy argmax", "student policy vs teacher search",
+                       "search action", "JS divergence", "value MAE"],
+                      [[a["student"], a["teacher"], a["states"], _fmt(a["policy_argmax_agreement"], 3),
+                        _fmt(a.get("policy_vs_search_agreement"), 3), _fmt(a.get("search_action_agreement"), 3),
+                        _fmt(a["js_divergence"], 4), _fmt(a["value_mae"], 3)] for a in summary["agreement"]])
 
-    if summary["agreement"]:
-        L += ["## Agreement with the teacher", "",
-              "On states drawn uniformly from the teacher's evaluation episodes (never trained on): agreement of "
-              "the argmax of the raw policies; of the student's raw-policy argmax with the action the teacher's "
-              "search plays; of the actions the two searches play; Jensen–Shannon divergence of the raw policies "
-              "(nats); mean absolute difference of the predicted values.", ""]
-        L += _table(["student", "teacher", "states", "policy argmax", "student policy vs teacher search",
-                     "search action", "JS divergence", "value MAE"],
-                    [[a["student"], a["teacher"], a["states"], _fmt(a["policy_argmax_agreement"], 3),
-                      _fmt(a.get("policy_vs_search_agreement"), 3), _fmt(a.get("search_action_agreement"), 3),
-                      _fmt(a["js_divergence"], 4), _fmt(a["value_mae"], 3)] for a in summary["agreement"]])
 
+def _robustness_section(summary: dict) -> list[str]:
+    """Each checkpoint's drop under sticky actions and observation noise ([] when not measured)."""
     robust = [m for m in summary["models"] if m.get("robustness")]
-    if robust:
-        r0 = robust[0]["robustness"]
-        L += ["## Robustness", "",
-              f"The same protocol with sticky actions (the previous action repeats with probability "
-              f"{r0['sticky']['prob']}) and with Gaussian noise of std {r0['noise']['sigma']} (on the [0, 1] input "
-              "scale) on what the network sees; drop = clean − perturbed score.", ""]
-        L += _table(["model", "game", "clean", "sticky", "drop", "noise", "drop"],
-                    [[m["label"], m["game"], _fmt(m["scores"]["mean"]), _fmt(m["robustness"]["sticky"]["mean"]),
-                      _fmt(m["robustness"]["sticky"]["drop"]), _fmt(m["robustness"]["noise"]["mean"]),
-                      _fmt(m["robustness"]["noise"]["drop"])] for m in robust])
+    if not robust:
+        return []
+    r0 = robust[0]["robustness"]
+    L = ["## Robustness", "",
+         f"The same protocol with sticky actions (the previous action repeats with probability "
+         f"{r0['sticky']['prob']}) and with Gaussian noise of std {r0['noise']['sigma']} (on the [0, 1] input "
+         "scale) on what the network sees; drop = clean − perturbed score.", ""]
+    return L + _table(["model", "game", "clean", "sticky", "drop", "noise", "drop"],
+                      [[m["label"], m["game"], _fmt(m["scores"]["mean"]), _fmt(m["robustness"]["sticky"]["mean"]),
+                        _fmt(m["robustness"]["sticky"]["drop"]), _fmt(m["robustness"]["noise"]["mean"]),
+                        _fmt(m["robustness"]["noise"]["drop"])] for m in robust])
 
+
+def _closing_sections(summary: dict, plots: list[str]) -> list[str]:
+    """The plots, the notes and the checkpoints each row was measured on."""
+    L = []
     if plots:
-        L += ["## Plots", ""] + [f"![{p_}]({p_})" for p_ in plots] + [""]
+        L += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     if summary["notes"]:
         L += ["## Notes", ""] + [f"- {n}" for n in summary["notes"]] + [""]
     L += ["## Checkpoints", ""]
-    L += _table(["model", "checkpoint", "updates", "env steps"],
-                [[m["label"], f"`{m['checkpoint']}`", _fmt(m["counters"].get("updates")),
-                  _fmt(m["counters"].get("env_steps"))] for m in summary["models"]])
+    return L + _table(["model", "checkpoint", "updates", "env steps"],
+                      [[m["label"], f"`{m['checkpoint']}`", _fmt(m["counters"].get("updates")),
+                        _fmt(m["counters"].get("env_steps"))] for m in summary["models"]])
+
+
+def write_report(summary: dict, out_dir: Path, plots: list[str]) -> Path:
+    """report.md: every table of `summary`, section by section (a section without data is left out)."""
+    out_dir = Path(out_dir)
+    groups = _groups(summary)
+    games = sorted(summary["games"])
+    L = _provenance_section(summary, out_dir.name)
+    L += _scores_section(summary, groups, games)
+    L += _published_section(summary, groups, games)
+    L += _random_play_section(summary, groups)
+    L += _hns_aggregate_section(summary)
+    # distillation against RL only: the same teacher and seed, with and without the distillation terms
+    L += _distillation_section(summary)
+    L += _student_over_teacher_section(summary)  # and the paper's headline
+    L += _cost_section(summary)
+    L += _agreement_section(summary)
+    L += _robustness_section(summary)
+    L += _closing_sections(summary, plots)
     path = out_dir / "report.md"
     atomic_write_text(path, "\n".join(L))
     return path

@@ -290,24 +290,8 @@ def _candidate(name: str, description: str, value_pct: float | None) -> dict:
     return {"name": name, "description": description, "value_pct": value_pct, "matches": bool(matches)}
 
 
-def paper_claim(table1: dict[str, dict[str, float]] | None = None,
-                table: dict[str, GameScores] | None = None) -> dict:
-    """Check the paper's "about 12.1% better" against its own Table 1.
-
-    The paper states the improvement of its distilled student over its teacher ("the student network improves
-    on the teacher by 12.1%", section 1) and over "the current SoTA on average" (section 5.2), without saying how
-    the number was computed. This recomputes it: `analysis` is `ratio_analysis(student, EfficientZero_rerun)` on
-    the 14 games of Table 1, and `candidates` are aggregations the number could plausibly come from, each with its
-    value and whether it rounds to 12.1 (|value - 12.1| <= 0.05). Baselines tried: the teacher; the best other
-    column per game (all seven other methods, teacher included: "SoTA" read per game); the best *prior* method per
-    game (teacher excluded); and the published EfficientZero scores of `data/atari100k_reference_scores.csv`.
-    The list is fixed in advance rather than searched: with enough ad-hoc variants (dropping games, odd
-    denominators) some number lands near 12.1 by chance, which would explain nothing.
-
-    Returns {games, n_games, claim_pct, student, teacher, analysis, best_other, best_prior, candidates (list of
-    {name, description, value_pct, matches}), matching (names of matching candidates), closest (the candidate
-    nearest to 12.1)}."""
-    table = table if table is not None else load_reference_scores()
+def _table1_and_methods(table1: dict[str, dict[str, float]] | None) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Table 1 (the paper's file unless given) and its method columns, which must include the student and teacher."""
     if table1 is None:
         table1, methods = load_paper_table1()
     else:
@@ -315,33 +299,22 @@ def paper_claim(table1: dict[str, dict[str, float]] | None = None,
     for m in (PAPER_STUDENT, PAPER_TEACHER):
         if m not in methods:
             raise ValueError(f"Table 1 has no {m!r} column (columns: {', '.join(methods)})")
-    games = sorted(table1)
-    student = {g: table1[g][PAPER_STUDENT] for g in games}
-    teacher = {g: table1[g][PAPER_TEACHER] for g in games}
-    a = ratio_analysis(student, teacher, table)
+    return table1, methods
 
-    others = [m for m in methods if m != PAPER_STUDENT]
-    prior = [m for m in others if m != PAPER_TEACHER]
-    best_other = _best_per_game(table1, others)
-    best_prior = _best_per_game(table1, prior)
-    published = {}
-    for g in games:
-        ref = _reference_for(g, table)
-        if ref is not None:
-            published[g] = ref.efficientzero_published
 
-    # vs the teacher: the standard summaries, then variants someone might have used
+def _teacher_candidates(a: dict, student: dict[str, float], teacher: dict[str, float]) -> list[dict]:
+    """The candidates against the teacher: the standard summaries of `a`, then variants someone might have used."""
     r = a["ratio"]
     rs = sorted(r.values())
     no_ties = [r[g] for g in r if g not in a["tied_games"]]
     largest = max(r, key=r.get) if r else None
     without_largest = [r[g] for g in r if g != largest]
-    rel_student = [(student[g] - teacher[g]) / abs(student[g]) for g in games if student[g] != 0]
+    rel_student = [(student[g] - teacher[g]) / abs(student[g]) for g in student if student[g] != 0]
     hns_ratios = [a["hns_student"][g] / a["hns_teacher"][g] for g in a["hns_games"] if a["hns_teacher"][g] > 0]
     hns_median_ratio = _div(a["hns_median_student"], a["hns_median_teacher"])
     hns_iqm_ratio = _div(a["hns_iqm_student"], a["hns_iqm_teacher"])
     T = "vs the teacher (EfficientZero_rerun)"
-    cands = [
+    return [
         _candidate("teacher: mean of per-game % change", f"mean over games of 100 (s/t - 1), {T}",
                    a["ratio_mean_pct"]),
         _candidate("teacher: median of per-game % change", f"median over games of 100 (s/t - 1), {T}",
@@ -370,7 +343,33 @@ def paper_claim(table1: dict[str, dict[str, float]] | None = None,
                    f"the student's score, a non-standard denominator), {T}", None if not rel_student
                    else 100 * float(np.mean(rel_student))),
     ]
-    baselines = [
+
+
+def _baseline_candidates(short: str, desc: str, student: dict[str, float], base: dict[str, float],
+                         table: dict[str, GameScores]) -> list[dict]:
+    """The candidates against another baseline `base` (game -> score), on the games it has a score for."""
+    b = ratio_analysis({g: student[g] for g in base}, base, table)
+    return [
+        _candidate(f"{short}: mean of per-game % change", f"mean of 100 (s/b - 1), b = {desc}", b["ratio_mean_pct"]),
+        _candidate(f"{short}: median of per-game % change", f"median of 100 (s/b - 1), b = {desc}",
+                   b["ratio_median_pct"]),
+        _candidate(f"{short}: geometric mean of ratios", f"100 (geomean(s/b) - 1), b = {desc}",
+                   b["ratio_geomean_pct"]),
+        _candidate(f"{short}: summed raw scores", f"100 (sum s / sum b - 1), b = {desc}", b["sum_change_pct"]),
+        _candidate(f"{short}: mean HNS, relative", f"100 (mean HNS s / mean HNS b - 1), b = {desc}",
+                   b["hns_mean_ratio_pct"]),
+    ]
+
+
+def _other_baselines(games: list[str], best_other: dict[str, dict], best_prior: dict[str, dict],
+                     table: dict[str, GameScores]) -> list[tuple[str, str, dict[str, float]]]:
+    """(short name, description, game -> score) of each baseline other than the teacher."""
+    published = {}
+    for g in games:
+        ref = _reference_for(g, table)
+        if ref is not None:
+            published[g] = ref.efficientzero_published
+    return [
         ("best other", "the best of the 7 other Table 1 columns per game (teacher included)",
          {g: best_other[g]["score"] for g in games}),
         ("best prior", "the best of SimPLe, OTRainbow, CURL, DrQ, SPR, MuZero per game (teacher excluded)",
@@ -378,20 +377,38 @@ def paper_claim(table1: dict[str, dict[str, float]] | None = None,
         ("published EfficientZero", "EfficientZero's published scores (data/atari100k_reference_scores.csv)",
          published),
     ]
-    for short, desc, base in baselines:
-        common = {g: student[g] for g in base}
-        b = ratio_analysis(common, base, table)
-        cands += [
-            _candidate(f"{short}: mean of per-game % change", f"mean of 100 (s/b - 1), b = {desc}",
-                       b["ratio_mean_pct"]),
-            _candidate(f"{short}: median of per-game % change", f"median of 100 (s/b - 1), b = {desc}",
-                       b["ratio_median_pct"]),
-            _candidate(f"{short}: geometric mean of ratios", f"100 (geomean(s/b) - 1), b = {desc}",
-                       b["ratio_geomean_pct"]),
-            _candidate(f"{short}: summed raw scores", f"100 (sum s / sum b - 1), b = {desc}", b["sum_change_pct"]),
-            _candidate(f"{short}: mean HNS, relative", f"100 (mean HNS s / mean HNS b - 1), b = {desc}",
-                       b["hns_mean_ratio_pct"]),
-        ]
+
+
+def paper_claim(table1: dict[str, dict[str, float]] | None = None,
+                table: dict[str, GameScores] | None = None) -> dict:
+    """Check the paper's "about 12.1% better" against its own Table 1.
+
+    The paper states the improvement of its distilled student over its teacher ("the student network improves
+    on the teacher by 12.1%", section 1) and over "the current SoTA on average" (section 5.2), without saying how
+    the number was computed. This recomputes it: `analysis` is `ratio_analysis(student, EfficientZero_rerun)` on
+    the 14 games of Table 1, and `candidates` are aggregations the number could plausibly come from, each with its
+    value and whether it rounds to 12.1 (|value - 12.1| <= 0.05). Baselines tried: the teacher; the best other
+    column per game (all seven other methods, teacher included: "SoTA" read per game); the best *prior* method per
+    game (teacher excluded); and the published EfficientZero scores of `data/atari100k_reference_scores.csv`.
+    The list is fixed in advance rather than searched: with enough ad-hoc variants (dropping games, odd
+    denominators) some number lands near 12.1 by chance, which would explain nothing.
+
+    Returns {games, n_games, claim_pct, student, teacher, analysis, best_other, best_prior, candidates (list of
+    {name, description, value_pct, matches}), matching (names of matching candidates), closest (the candidate
+    nearest to 12.1)}."""
+    table = table if table is not None else load_reference_scores()
+    table1, methods = _table1_and_methods(table1)
+    games = sorted(table1)
+    student = {g: table1[g][PAPER_STUDENT] for g in games}
+    teacher = {g: table1[g][PAPER_TEACHER] for g in games}
+    a = ratio_analysis(student, teacher, table)
+
+    others = [m for m in methods if m != PAPER_STUDENT]
+    best_other = _best_per_game(table1, others)
+    best_prior = _best_per_game(table1, [m for m in others if m != PAPER_TEACHER])
+    cands = _teacher_candidates(a, student, teacher)
+    for short, desc, base in _other_baselines(games, best_other, best_prior, table):
+        cands += _baseline_candidates(short, desc, student, base, table)
     valued = [c for c in cands if c["value_pct"] is not None]
     closest = min(valued, key=lambda c: abs(c["value_pct"] - PAPER_CLAIM_PCT)) if valued else None
     return {"games": games, "n_games": len(games), "claim_pct": PAPER_CLAIM_PCT, "student": PAPER_STUDENT,
