@@ -73,7 +73,7 @@ class Args:
     cost: bool = True
     """measure the deployment cost of each distinct architecture"""
     latency_repeats: int = 30
-    """timed decisions per model for the latency medians (after 5 warm-up decisions)"""
+    """timed decisions per model for the latency medians and quartiles (at least 2; after 5 warm-up decisions)"""
     export_onnx: bool = False
     """export the acting networks to ONNX, check onnxruntime against torch and time it"""
     agreement: bool = True
@@ -323,7 +323,8 @@ def check_args(args: Args) -> None:
                         "earlier summaries (--merge results/<name>/summary.json [...]), not both")
     if not args.name or "/" in args.name:
         problems.append(f"--name {args.name!r}: a non-empty folder name without '/'")
-    problems += at_least(args, 1, "episodes", "max_steps", "num_simulations", "latency_repeats", "agreement_states")
+    problems += at_least(args, 1, "episodes", "max_steps", "num_simulations", "agreement_states")
+    problems += at_least(args, 2, "latency_repeats")  # the latency quartiles need two timings
     problems += at_least(args, 1, "search_chunk_size", "robustness_episodes", optional=True)
     problems += at_least(args, 0, "first_seed", "seed", "threads", "obs_noise")
     if not 0 <= args.sticky_prob <= 1:
@@ -332,68 +333,68 @@ def check_args(args: Args) -> None:
         usage_error(problems)
 
 
-# =============================================================================================================
-if __name__ == "__main__":
-    args = parse_args(Args, __doc__)  # tyro; a usage error is one line, exit code 2
-    check_args(args)
-    if args.merge:  # no playing: the report of several earlier calls, from their summaries alone
-        out_dir = Path(args.out_dir) / args.name
-        protocol, rows, agreements, measured_random, notes, sources = merge_summaries(args.merge)
-        make_out_dir(out_dir)
-        summary = {**environment_info(torch.device("cpu")), "args": asdict(args), "protocol": protocol,
-                   "merged_from": sources, **assemble(rows, agreements, measured_random, notes)}
-        plots = write_outputs(summary, out_dir)
-        print(f"merged {len(rows)} checkpoint(s) of {len(sources)} summaries -> {out_dir / 'summary.json'}, "
-              f"{out_dir / 'report.md'} and {len(plots)} plot(s)")
-        raise SystemExit(0)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    use_amp = args.amp and device.type == "cuda"
+def write_merged_report(args: Args) -> None:
+    """--merge: the report of several earlier calls, from their summaries alone (nothing is played)."""
     out_dir = Path(args.out_dir) / args.name
+    protocol, rows, agreements, measured_random, notes, sources = merge_summaries(args.merge)
+    make_out_dir(out_dir)
+    summary = {**environment_info(torch.device("cpu")), "args": asdict(args), "protocol": protocol,
+               "merged_from": sources, **assemble(rows, agreements, measured_random, notes)}
+    plots = write_outputs(summary, out_dir)
+    print(f"merged {len(rows)} checkpoint(s) of {len(sources)} summaries -> {out_dir / 'summary.json'}, "
+          f"{out_dir / 'report.md'} and {len(plots)} plot(s)")
 
-    # --- models ----------------------------------------------------------------------------------------------
-    models = [load_model(p, device) for p in args.checkpoints]  # every checkpoint checked before any work
+
+def load_models(paths: list[str], device: torch.device) -> list[Model]:
+    """Every checkpoint, checked before any work, with a unique label each."""
+    models = [load_model(p, device) for p in paths]
     labels = [m.label for m in models]
     for m in models:  # two runs of one experiment and seed: tell them apart by their run directory
         if labels.count(m.label) > 1:
             m.label = f"{m.label}/{m.path.parent.name}"
-    make_out_dir(out_dir)
-    info = environment_info(device)
-    mcts = MCTSConfig(num_simulations=args.num_simulations)
-    print(f"{len(models)} checkpoint(s) -> {out_dir} | {args.episodes} episodes each, {args.num_simulations} "
-          f"simulations, cap {args.max_steps:,} steps, device {device}")
+    return models
 
-    # --- scores by the protocol; the teachers' visited states are kept for agreement --------------------------
+
+def score_models(models: list[Model], args: Args, mcts: MCTSConfig,
+                 use_amp: bool) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Each checkpoint's scores under the protocol; -> scores by label, the teachers' visited states by label."""
     clean: dict[str, dict] = {}
     states: dict[str, np.ndarray] = {}
     for m in tqdm(models, desc="checkpoints", unit="ckpt", disable=not args.progress):
         t0 = time.time()
+        # the teachers' states are kept for the agreement of their students
         keep = args.agreement_states if (args.agreement and m.kind == "teacher") else 0
         res = play(m, args, mcts, args.episodes, m.label, use_amp, record_states=keep)
         if keep:
             states[m.label] = res.pop("states")
         clean[m.label] = {**eval_summary(res, m.game, m.family), "seconds": time.time() - t0}
         tqdm.write(f"{m.label:40s} {m.game:14s} {clean[m.label]['mean']:10.2f} +- {clean[m.label]['std']:.2f}")
+    return clean, states
 
-    # --- robustness: sticky actions and observation noise, as drops from the clean score ----------------------
+
+def measure_robustness(models: list[Model], args: Args, mcts: MCTSConfig, use_amp: bool,
+                       clean: dict[str, dict]) -> dict[str, dict]:
+    """Each checkpoint's score with sticky actions and with observation noise, and its drop from the clean score."""
     robust: dict[str, dict] = {}
-    if args.robustness:
-        n = args.robustness_episodes or args.episodes
-        for m in tqdm(models, desc="robustness", unit="ckpt", disable=not args.progress):
-            sticky = eval_summary(play(m, args, mcts, n, f"{m.label} sticky", use_amp,
-                                       sticky_action_prob=args.sticky_prob), m.game, m.family)
-            noisy = eval_summary(play(m, args, mcts, n, f"{m.label} noise", use_amp, obs_noise=args.obs_noise),
-                                 m.game, m.family)
-            base = clean[m.label]["mean"]
-            robust[m.label] = {
-                "sticky": {"prob": args.sticky_prob, "mean": sticky["mean"], "std": sticky["std"],
-                           "drop": base - sticky["mean"]},
-                "noise": {"sigma": args.obs_noise, "mean": noisy["mean"], "std": noisy["std"],
-                          "drop": base - noisy["mean"]},
-            }
+    n = args.robustness_episodes or args.episodes
+    for m in tqdm(models, desc="robustness", unit="ckpt", disable=not args.progress):
+        sticky = eval_summary(play(m, args, mcts, n, f"{m.label} sticky", use_amp,
+                                   sticky_action_prob=args.sticky_prob), m.game, m.family)
+        noisy = eval_summary(play(m, args, mcts, n, f"{m.label} noise", use_amp, obs_noise=args.obs_noise),
+                             m.game, m.family)
+        base = clean[m.label]["mean"]
+        robust[m.label] = {
+            "sticky": {"prob": args.sticky_prob, "mean": sticky["mean"], "std": sticky["std"],
+                       "drop": base - sticky["mean"]},
+            "noise": {"sigma": args.obs_noise, "mean": noisy["mean"], "std": noisy["std"],
+                      "drop": base - noisy["mean"]},
+        }
+    return robust
 
-    # --- agreement of each student with its teacher on the teacher's evaluation states -----------------------
+
+def measure_agreement(models: list[Model], args: Args, mcts: MCTSConfig, use_amp: bool,
+                      states: dict[str, np.ndarray]) -> tuple[list[dict], list[str]]:
+    """Each student against its teacher on the teacher's evaluation states; -> agreements, notes on the missing."""
     agreements: list[dict] = []
     notes: list[str] = []
     by_path = {m.path.resolve(): m for m in models}
@@ -408,49 +409,100 @@ if __name__ == "__main__":
         a = heldout_agreement(s.net, [t.net for t in teachers], states[teachers[0].label], mcts,
                               chunk_size=args.search_chunk_size or 256, autocast=use_amp)
         agreements.append({"student": s.label, "teacher": teachers[0].label, "game": s.game, **a})
+    return agreements, notes
 
-    # --- deployment cost of each distinct architecture ---------------------------------------------------------
+
+def measure_cost(models: list[Model], args: Args, device: torch.device, out_dir: Path) -> dict[str, dict]:
+    """The deployment cost of each distinct architecture (measured once, shared by its checkpoints) [+ ONNX]."""
     cost: dict[str, dict] = {}
-    if args.cost:
-        arch = {}
-        for m in models:
-            arch.setdefault(json.dumps(m.net.config.to_dict(), sort_keys=True), []).append(m)
-        print(f"deployment cost of {len(arch)} architecture(s) (latency: {args.latency_repeats} decisions each, "
-              f"{torch.get_num_threads()} CPU threads)")
-        cfgs = {ms[0].label: ms[0].net.config for ms in arch.values()}
-        measured = profile_models(cfgs, args.num_simulations, args.latency_repeats, cuda=True)
-        for ms in arch.values():
-            for m in ms:
-                cost[m.label] = {**measured[ms[0].label], "file_mb": m.ckpt_info["file_mb"]}
-        if args.export_onnx:
-            from common.export import check_onnx, export_onnx, time_decisions
-            for ms in arch.values():
-                m = ms[0]
-                files = export_onnx(m.net.cpu(), out_dir / "onnx" / m.label.replace("/", "_"))
-                check = check_onnx(m.net, files)
-                timing = time_decisions(m.net, files, args.num_simulations, args.latency_repeats)
-                m.net.to(device)
-                for other in ms:
-                    cost[other.label]["onnx"] = {**files, **check, **timing, "exported_from": m.label}
-                tqdm.write(f"ONNX {m.label}: max |ort - torch| {check['max_abs_diff']:.2e}")
+    arch: dict[str, list[Model]] = {}
+    for m in models:
+        arch.setdefault(json.dumps(m.net.config.to_dict(), sort_keys=True), []).append(m)
+    print(f"deployment cost of {len(arch)} architecture(s) (latency: {args.latency_repeats} decisions each, "
+          f"{torch.get_num_threads()} CPU threads)")
+    cfgs = {ms[0].label: ms[0].net.config for ms in arch.values()}
+    measured = profile_models(cfgs, args.num_simulations, args.latency_repeats, cuda=True)
+    for ms in arch.values():
+        for m in ms:
+            cost[m.label] = {**measured[ms[0].label], "file_mb": m.ckpt_info["file_mb"]}
+    if args.export_onnx:
+        add_onnx(arch, args, device, out_dir, cost)
+    return cost
 
-    # --- a random baseline where none is published (MinAtar, toy): uniform actions, same seeds and cap ----------
-    measured_random = measure_random_play(models, args)
 
-    # --- aggregate: groups of seeds, HNS, Table 1, student over teacher ----------------------------------------
-    rows = [{"label": m.label, "group": m.group, "kind": m.kind, "checkpoint": str(m.path), "env_id": m.env_id,
+def add_onnx(arch: dict[str, list[Model]], args: Args, device: torch.device, out_dir: Path,
+             cost: dict[str, dict]) -> None:
+    """Export each architecture's acting networks to ONNX, check and time them; into `cost` of its checkpoints."""
+    from common.export import check_onnx, export_onnx, time_decisions  # onnx is loaded only when asked for
+
+    for ms in arch.values():
+        m = ms[0]
+        files = export_onnx(m.net.cpu(), out_dir / "onnx" / m.label.replace("/", "_"))
+        check = check_onnx(m.net, files)
+        timing = time_decisions(m.net, files, args.num_simulations, args.latency_repeats)
+        m.net.to(device)
+        for other in ms:
+            cost[other.label]["onnx"] = {**files, **check, **timing, "exported_from": m.label}
+        tqdm.write(f"ONNX {m.label}: max |ort - torch| {check['max_abs_diff']:.2e}")
+
+
+def checkpoint_rows(models: list[Model], args: Args, clean: dict[str, dict], robust: dict[str, dict],
+                    cost: dict[str, dict]) -> list[dict]:
+    """The summary's row of each checkpoint: where it came from and everything measured on it."""
+    return [{"label": m.label, "group": m.group, "kind": m.kind, "checkpoint": str(m.path), "env_id": m.env_id,
              "game": m.game, "family": m.family, "seed": m.seed, "teachers": m.teachers,
              "distill_weights": m.ckpt_info["distill_weights"], "counters": m.ckpt_info["counters"],
              "scores": clean[m.label], "robustness": robust.get(m.label),
              "cost": cost.get(m.label), "curves": read_curves(m.path.parent) if args.curves else {}}
             for m in models]
-    summary = {
-        **info,
-        "args": asdict(args),
-        "protocol": {"episodes": args.episodes, "seeds": [args.first_seed, args.first_seed + args.episodes - 1],
-                     "max_steps": args.max_steps, "num_simulations": args.num_simulations, "root_noise": False,
-                     "action": "argmax of visit counts"},
-        **assemble(rows, agreements, measured_random, notes),
-    }
+
+
+def protocol_of(args: Args) -> dict:
+    """The evaluation protocol, which --merge requires every merged summary to share."""
+    return {"episodes": args.episodes, "seeds": [args.first_seed, args.first_seed + args.episodes - 1],
+            "max_steps": args.max_steps, "num_simulations": args.num_simulations, "root_noise": False,
+            "action": "argmax of visit counts"}
+
+
+# =============================================================================================================
+if __name__ == "__main__":
+    args = parse_args(Args, __doc__)  # tyro; a usage error is one line, exit code 2
+    check_args(args)
+    if args.merge:  # no playing: the report of several earlier calls, from their summaries alone
+        write_merged_report(args)
+        raise SystemExit(0)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    use_amp = args.amp and device.type == "cuda"
+    out_dir = Path(args.out_dir) / args.name
+
+    # --- models ----------------------------------------------------------------------------------------------
+    models = load_models(args.checkpoints, device)  # every checkpoint checked before any work
+    make_out_dir(out_dir)
+    info = environment_info(device)
+    mcts = MCTSConfig(num_simulations=args.num_simulations)
+    print(f"{len(models)} checkpoint(s) -> {out_dir} | {args.episodes} episodes each, {args.num_simulations} "
+          f"simulations, cap {args.max_steps:,} steps, device {device}")
+
+    # --- scores by the protocol; the teachers' visited states are kept for agreement --------------------------
+    clean, states = score_models(models, args, mcts, use_amp)
+
+    # --- robustness: sticky actions and observation noise, as drops from the clean score ----------------------
+    robust = measure_robustness(models, args, mcts, use_amp, clean) if args.robustness else {}
+
+    # --- agreement of each student with its teacher on the teacher's evaluation states -----------------------
+    agreements, notes = measure_agreement(models, args, mcts, use_amp, states)
+
+    # --- deployment cost of each distinct architecture ---------------------------------------------------------
+    cost = measure_cost(models, args, device, out_dir) if args.cost else {}
+
+    # --- a random baseline where none is published (MinAtar, toy): uniform actions, same seeds and cap ----------
+    measured_random = measure_random_play(models, args)
+
+    # --- aggregate: groups of seeds, HNS, Table 1, student over teacher ----------------------------------------
+    rows = checkpoint_rows(models, args, clean, robust, cost)
+    summary = {**info, "args": asdict(args), "protocol": protocol_of(args),
+               **assemble(rows, agreements, measured_random, notes)}
     plots = write_outputs(summary, out_dir)
     print(f"wrote {out_dir / 'summary.json'}, {out_dir / 'report.md'} and {len(plots)} plot(s)")

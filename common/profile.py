@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import tyro
 from torch.utils.flop_counter import FlopCounterMode
 
+from common.args import at_least, parse_args, usage_error
 from common.envs import FRAME_STACK
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
 from common.runs import atomic_write_text
@@ -151,4 +151,9 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args, description=__doc__))
+    args = parse_args(Args, __doc__)  # tyro; a usage error is one line, exit code 2
+    problems = at_least(args, 1, "num_actions", "minatar_channels", "num_simulations")
+    problems += at_least(args, 2, "repeats") + at_least(args, 0, "threads")  # quartiles need two timings
+    if problems:
+        usage_error(problems)
+    main(args)

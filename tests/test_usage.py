@@ -108,7 +108,7 @@ def test_generated_evaluate_command_lines(tmp_path, tiny_teacher, pairs):
     out = fresh(tmp_path)
     extra = [x for f, v in pairs for x in (f"--{f}", v)]
     argv = ["--checkpoints", str(tiny_teacher), "--episodes", "1", "--num-simulations", "2", "--max-steps", "50",
-            "--latency-repeats", "1", "--no-cost", "--no-robustness", "--no-progress", "--threads", "1",
+            "--latency-repeats", "2", "--no-cost", "--no-robustness", "--no-progress", "--threads", "1",
             "--out-dir", str(out), *extra]
     check_outcome(*run_in_process("03_evaluate.py", argv), out)
 
@@ -148,8 +148,8 @@ def test_generated_sweep_command_lines(tmp_path, pairs, games, variants):
     ("01_pretrain_teacher.py", ["--env-id", "MinAtar/Nope-v1"], ["--env-id: unknown MinAtar game"]),
     ("02_distill_student.py", ["--student-block", "foo", "--expand-ratio", "0", "--tau", "nan", "--teacher", "x"],
      ["--student-block must be", "--expand-ratio must be >= 1", "--tau must be a finite number"]),
-    ("03_evaluate.py", ["--checkpoints", "x", "--latency-repeats", "0", "--sticky-prob", "2"],
-     ["--latency-repeats must be >= 1", "--sticky-prob must be in [0, 1]"]),
+    ("03_evaluate.py", ["--checkpoints", "x", "--latency-repeats", "1", "--sticky-prob", "2"],
+     ["--latency-repeats must be >= 2", "--sticky-prob must be in [0, 1]"]),  # 1: quartiles of one timing crashed
 ])
 def test_every_problem_is_listed_with_exit_code_2(tmp_path, script, flags, lines):
     folder = ["--out-dir" if script == "03_evaluate.py" else "--run-dir", str(tmp_path)]
@@ -158,6 +158,15 @@ def test_every_problem_is_listed_with_exit_code_2(tmp_path, script, flags, lines
     for line in lines:
         assert line in text, text
     assert not any(tmp_path.iterdir())
+
+
+def test_the_profile_command_lists_its_bad_flags():
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "common.profile", "--repeats", "1", "--num-simulations", "0"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "--repeats must be >= 2" in r.stderr and "--num-simulations must be >= 1" in r.stderr, r.stderr
 
 
 def test_runs_started_in_the_same_second_never_share_a_directory(tmp_path):
