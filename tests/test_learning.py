@@ -19,6 +19,9 @@ import pytest
 from common.envs import make_env
 from common.presets import stage_flags
 
+# one test process runs both tests: the teacher fixture is made once (pytest-xdist's loadgroup)
+pytestmark = pytest.mark.xdist_group("learning")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The learning run is `make demo`'s stage 1: the `toy` preset (common/presets.py), without the periodic
