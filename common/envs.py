@@ -29,6 +29,9 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 REFERENCE_SCORES_CSV = DATA_DIR / "atari100k_reference_scores.csv"
 
 FRAME_STACK = 4  # network input = the last 4 frames, oldest first
+# gamma per agent step: 0.997 per frame, 4 frames per step (EfficientZero's, kept on every game here). The n-step
+# value targets (common/targets.py), the search's backups (MCTSConfig.discount) and 05_inspect's returns use it.
+DISCOUNT = 0.997**4
 TRAIN_MAX_STEPS = 3_000  # 12k frames: EfficientZero's cap on a training episode
 EVAL_MAX_STEPS = 27_000  # 108k frames = 30 minutes of play: the Atari 100k evaluation cap
 MINATAR_GAMES = {"Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway", "Seaquest": "seaquest",

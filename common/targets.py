@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common.envs import FRAME_STACK
+from common.envs import DISCOUNT, FRAME_STACK
 from common.networks import VALUE_PREFIX_HORIZON, EfficientZeroNet, amp_context, support_to_scalar
 from common.replay import ReplayBuffer
 from common.search import run_search
@@ -224,7 +224,7 @@ def reanalyse(raw: RawBatch, weights: np.ndarray, target_net: EfficientZeroNet, 
                                                   chunk_size, autocast)
     if timing is not None:
         timing["bootstrap"] = timing.get("bootstrap", 0.0) + time.perf_counter() - t0
-    value = value_targets(raw.rewards, raw.td_steps, boot, raw.bootstrap_mask, raw.inside, mcts.discount)
+    value = value_targets(raw.rewards, raw.td_steps, boot, raw.bootstrap_mask, raw.inside, DISCOUNT)
     value_prefix = value_prefix_targets(raw.rewards, K1 - 1)
     policy = raw.stored_policy.copy()
     fresh = (rng.random(B) < reanalyse_fraction)[:, None] & raw.inside

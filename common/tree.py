@@ -23,13 +23,15 @@ from typing import Callable
 
 import numpy as np
 
+from common.envs import DISCOUNT
+
 
 @dataclass(frozen=True)
 class MCTSConfig:
     num_simulations: int = 50
     """simulations per search; also the number of nodes each tree adds"""
-    discount: float = 0.997**4
-    """gamma per agent step: 0.997 per frame, 4 frames per step (~0.98806)"""
+    discount: float = DISCOUNT
+    """gamma per agent step (common/envs.py: 0.997 per frame, 4 frames per step, ~0.98806)"""
     pb_c_base: float = 19652.0
     """pUCT constants of MuZero / EfficientZero"""
     pb_c_init: float = 1.25

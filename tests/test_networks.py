@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from common.envs import DISCOUNT
 from common.networks import (VALUE_PREFIX_HORIZON, EfficientZeroNet, FeatureAdapter, InvertedResidual, NetConfig,
                              ResidualBlock, SampleNorm2d, count_acting_params, count_params, default_config,
                              inverse_value_transform, minatar_student_config, minatar_teacher_config, scalar_to_support,
@@ -137,6 +138,7 @@ def test_unroll_is_the_inference_calls_with_the_lstm_restarted_every_horizon():
     assert len(u.latents) == 8 and len(u.hidden) == len(u.value_prefix_logits) == 7
     default = inspect.signature(value_prefix_targets).parameters["horizon"].default
     assert VALUE_PREFIX_HORIZON == 5 == MCTSConfig().value_prefix_horizon == default
+    assert MCTSConfig().discount == DISCOUNT == 0.997**4  # one discount: the search's and the targets'
 
 
 @pytest.mark.parametrize("role", ["teacher", "student"])
