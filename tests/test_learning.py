@@ -14,13 +14,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from common.envs import make_env
 from common.presets import stage_flags
-
-# one test process runs both tests: the teacher fixture is made once (pytest-xdist's loadgroup)
-pytestmark = pytest.mark.xdist_group("learning")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +47,9 @@ def welch_t(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_script(script: str, run_dir: Path, flags: list[str]) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
+    # 2 threads, though `make test` runs another test process beside this one: the thresholds below were set on
+    # 2-thread runs, and the outcome depends on floating-point details (at 1 thread, seed 1 gives a teacher of 0.12
+    # whose distilled and RL-only students differ by only 0.03 in raw-policy agreement)
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     r = subprocess.run([sys.executable, str(ROOT / script), "--run-dir", str(run_dir), *flags], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
@@ -59,14 +58,15 @@ def run_script(script: str, run_dir: Path, flags: list[str]) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def catch_teacher(tmp_path_factory) -> Path:
-    """The CI teacher: one fixed-seed stage-1 run, shared by the learning and the distillation test."""
-    return run_script("01_pretrain_teacher.py", tmp_path_factory.mktemp("teacher"), LEARNING_FLAGS)
+def test_the_teacher_learns_then_distillation_raises_agreement_with_it(tmp_path):
+    """One test, not two: the teacher is the students' input, and with two test processes (pytest-xdist hands out
+    tests one by one) a shared fixture would be trained in both."""
+    teacher = run_script("01_pretrain_teacher.py", tmp_path / "teacher", LEARNING_FLAGS)
+    check_teacher_beats_random_play(teacher)
+    check_distillation_raises_agreement_with_the_teacher(teacher, tmp_path)
 
 
-def test_teacher_beats_random_play(catch_teacher):
-    run_dir = catch_teacher
+def check_teacher_beats_random_play(run_dir: Path) -> None:
     trained = np.asarray(json.loads((run_dir / "eval.json").read_text())["scores"])
     rand = random_scores(len(trained))
     print(f"trained {trained.mean():.2f} +- {trained.std():.2f} vs random {rand.mean():.2f} +- {rand.std():.2f}, "
@@ -94,7 +94,7 @@ DISTILL_FLAGS = [*stage_flags("toy", "student"), "--seed", "1", "--total-env-ste
 NO_KD = ["--response-weight", "0", "--feature-latent-weight", "0", "--feature-lstm-weight", "0"]
 
 
-def test_distillation_raises_agreement_with_the_teacher(catch_teacher, tmp_path):
+def check_distillation_raises_agreement_with_the_teacher(catch_teacher: Path, tmp_path: Path) -> None:
     keys = {"policy": "distill/heldout_policy_agreement", "play": "distill/heldout_policy_vs_search"}
     start, final = {}, {}
     for name, extra in {"distilled": [], "no-kd": NO_KD}.items():
