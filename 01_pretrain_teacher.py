@@ -28,8 +28,8 @@ from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer, ReplayStore
 from common.runs import Logger, atomic_torch_save, claim_run_dir, pick_device, rng_state
 from common.selfplay import visit_temperature
-from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, restore,
-                             resume_or_start, sgd_step, stop_if_not_finite, train_scalars, updates_due)
+from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, restore, resume_or_start,
+                             set_learning_rate, sgd_step, stop_if_not_finite, train_scalars, updates_due)
 from common.tree import MCTSConfig
 
 
@@ -171,9 +171,7 @@ if __name__ == "__main__":
             timing["reanalyse"] += t1 - t0
 
             # --- 5. unrolled loss, 1/K gradient scale, clipped SGD step --------------------------------------
-            lr = learning_rate(updates, args.lr, args.lr_warmup, args.lr_decay_steps, args.lr_decay_rate)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = set_learning_rate(optimizer, updates, args)  # warm-up, then step decay
             net.train()
             loss, terms, value0 = unrolled_loss(net, batch, loss_cfg, rng, autocast=use_amp)
             stop_if_not_finite({**terms, "sum": loss}, updates, ckpt_path, bar)

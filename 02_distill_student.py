@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from common.args import TrainArgs, at_least, note_checkpoint, parse_args, train_args_problems, usage_error
-from common.distill import (WEIGHT_FLAGS, DistillConfig, HeldOut, agreement, combine_losses, distillation_terms,
+from common.distill import (WEIGHT_FLAGS, DistillConfig, HeldOut, combine_losses, distill_scalars, distillation_terms,
                             evaluate_teacher, fade_factor, fill_with_teacher_play, load_teacher, teacher_unroll,
                             temperature)
 from common.envs import make_env
@@ -42,8 +42,8 @@ from common.replay import ReplayBuffer, ReplayStore
 from common.runs import Logger, atomic_torch_save, claim_run_dir, load_checkpoint, pick_device, rng_state
 from common.search import run_search
 from common.selfplay import visit_temperature
-from common.training import (env_steps_allowed, final_eval, learning_rate, periodic_eval, record_steps, restore,
-                             resume_or_start, sgd_step, stop_if_not_finite, train_scalars, updates_due)
+from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, restore, resume_or_start,
+                             set_learning_rate, sgd_step, stop_if_not_finite, train_scalars, updates_due)
 from common.tree import MCTSConfig
 
 KIND = "student"  # what this script trains: its checkpoint is student.pt
@@ -153,14 +153,15 @@ def check_pairing(net_cfg: NetConfig, teachers: list, args: Args) -> None:
 
 
 @torch.no_grad()
-def teacher_search_policy(teachers, obs: torch.Tensor, inside: torch.Tensor, mcts: MCTSConfig, rng, chunk_size, amp):
+def teacher_search_policy(teachers, obs: torch.Tensor, inside: torch.Tensor, mcts: MCTSConfig, rng, chunk_size,
+                          amp) -> torch.Tensor:
     """Average over teachers of the visit distribution of a search (no root noise) from each real observation
     t+k (k = 0..K) inside the trajectory; zeros elsewhere. obs uint8 [B, K+1, ...], inside bool [B, K+1]."""
     out = np.zeros((*inside.shape, teachers[0].config.num_actions), np.float32)
     if inside.any():
         out[inside.cpu().numpy()] = np.mean([run_search(t, obs[inside], mcts, rng=rng, chunk_size=chunk_size,
                                                         autocast=amp).policy for t in teachers], axis=0)
-    return out
+    return torch.as_tensor(out).to(obs.device)
 
 
 def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: dict, args: Args, rng, store,
@@ -324,9 +325,7 @@ if __name__ == "__main__":
             timing["reanalyse"] += t1 - t0
 
             # --- 5. unrolled loss, 1/K gradient scale, clipped SGD step --------------------------------------
-            lr = learning_rate(updates, args.lr, args.lr_warmup, args.lr_decay_steps, args.lr_decay_rate)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = set_learning_rate(optimizer, updates, args)  # warm-up, then step decay
             net.train()
             adapter.train()  # + distillation
             loss, terms, value0, obs0, student_steps = unrolled_loss(net, batch, loss_cfg, rng, autocast=use_amp,
@@ -336,10 +335,9 @@ if __name__ == "__main__":
             tau = temperature(updates, total_updates, args.tau, args.tau_end)
             with torch.no_grad(), amp_context(device, use_amp):
                 teacher_steps = teacher_unroll(teachers, obs0.detach(), batch.actions)
-            search_policy = None
-            if args.response_target == "search" and args.response_weight > 0:
-                search_policy = torch.as_tensor(teacher_search_policy(
-                    teachers, batch.obs, batch.inside, mcts, rng, args.search_chunk_size, use_amp)).to(device)
+            searched = args.response_target == "search" and args.response_weight > 0  # the teacher's search as target
+            search_policy = (teacher_search_policy(teachers, batch.obs, batch.inside, mcts, rng, args.search_chunk_size,
+                                                   use_amp) if searched else None)
             dcfg = DistillConfig(args.response_weight, tau, args.feature_latent_weight, args.feature_lstm_weight,
                                  args.value_distill_weight)
             kd_terms = distillation_terms(student_steps, teacher_steps, batch.mask, dcfg, adapter,
@@ -373,14 +371,8 @@ if __name__ == "__main__":
                 now = time.time()
                 scalars = train_scalars(terms, grad_norm, lr, beta, value0, re_stats, counters, replay, timing,
                                         last_log, now)
-                # >>> distillation
-                agree, jsd = agreement(student_steps, teacher_steps)
-                scalars.update({"losses/distill_total": kd_loss.detach().item(), "distill/action_agreement": agree,
-                                "distill/js_divergence": jsd, "distill/tau": tau, "distill/fade": fade,
-                                "charts/teacher_return": teacher_return or 0.0,
-                                "charts/student_recent_return": float(np.mean(recent_returns)) if recent_returns
-                                else 0.0})
-                # <<< distillation
+                scalars.update(distill_scalars(student_steps, teacher_steps, kd_loss, tau, fade, teacher_return,
+                                               recent_returns))  # + distillation
                 logger.scalars(scalars, updates)
                 last_log = {"time": now, "env_steps": counters["env_steps"], "updates": updates}
 
@@ -410,11 +402,8 @@ if __name__ == "__main__":
     # =========================================================================================================
     record = {"checkpoint": str(ckpt_path), "updates": counters["updates"], "env_steps": counters["env_steps"]}
     # >>> distillation: agreement with the teacher on its held-out states, at the start and now
-    heldout_final = heldout.agreement(net)
+    heldout_final = heldout.final(net, heldout_start)
     logger.scalars(heldout_final, counters["updates"])
-    if heldout_final:
-        print("held-out agreement with the teacher: " + ", ".join(
-            f"{k.split('/')[1]} {heldout_start.get(k, float('nan')):.3f} -> {v:.3f}" for k, v in heldout_final.items()))
     record.update({"teachers": list(args.teacher), "heldout_agreement_start": heldout_start,
                    "heldout_agreement_final": heldout_final, "teacher_return_start": teacher_return,
                    "teacher_env_steps": counters["teacher_env_steps"]})

@@ -163,6 +163,16 @@ def agreement(student: Unroll, teachers: list[Unroll]) -> tuple[float, float]:
     return agree, js_divergence(p, q).mean().item()
 
 
+def distill_scalars(student: Unroll, teachers: list[Unroll], kd_loss: torch.Tensor, tau: float, fade: float,
+                    teacher_return: float | None, recent_returns: list[float]) -> dict[str, float]:
+    """What stage 2 logs every 10 updates beside stage 1's scalars (docs/usage.md, "What is logged")."""
+    agree, jsd = agreement(student, teachers)
+    return {"losses/distill_total": kd_loss.detach().item(), "distill/action_agreement": agree,
+            "distill/js_divergence": jsd, "distill/tau": tau, "distill/fade": fade,
+            "charts/teacher_return": teacher_return or 0.0,
+            "charts/student_recent_return": float(np.mean(recent_returns)) if recent_returns else 0.0}
+
+
 def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     m = 0.5 * (p + q)
 
@@ -253,6 +263,14 @@ class HeldOut:
         return {"distill/heldout_policy_agreement": a["policy_argmax_agreement"],
                 "distill/heldout_policy_vs_search": a["policy_vs_search_agreement"],
                 "distill/heldout_js_divergence": a["js_divergence"], "distill/heldout_value_mae": a["value_mae"]}
+
+    def final(self, net: EfficientZeroNet, start: dict[str, float]) -> dict[str, float]:
+        """The agreement at the end of training, printed next to the one at the start."""
+        final = self.agreement(net)
+        if final:
+            print("held-out agreement with the teacher: " + ", ".join(
+                f"{k.split('/')[1]} {start.get(k, float('nan')):.3f} -> {v:.3f}" for k, v in final.items()))
+        return final
 
     def at_start(self, net: EfficientZeroNet) -> tuple[dict[str, float], bool]:
         """The agreement of the untrained student, measured once and kept in the run directory for a resumed

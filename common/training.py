@@ -169,6 +169,14 @@ def train_scalars(terms: dict[str, torch.Tensor], grad_norm: float, lr: float, b
 # ---------------------------------------------------------------------------------------------------------
 # The learning-rate schedule
 # ---------------------------------------------------------------------------------------------------------
+def set_learning_rate(optimizer: torch.optim.Optimizer, update: int, args: TrainArgs) -> float:
+    """The optimizer's learning rate for `update` (`learning_rate` with the run's flags); returns it."""
+    lr = learning_rate(update, args.lr, args.lr_warmup, args.lr_decay_steps, args.lr_decay_rate)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 def learning_rate(update: int, lr: float = 0.2, warmup: int = 1000, decay_steps: int = 100_000,
                   decay_rate: float = 0.1) -> float:
     """Linear warm-up to `lr` over `warmup` updates, then x decay_rate every `decay_steps` updates."""
