@@ -99,6 +99,10 @@ class Args(TrainArgs):
     """weight of CE between the teacher's value and the student's value distribution (optional; 0: off)"""
     adapters: bool = True
     """learn 1x1-conv / linear adapters when student and teacher widths differ (training only, not deployed)"""
+    fitnets: bool = False
+    """learn the adapters even where student and teacher widths match (FitNets regressors)"""
+    feature_normalise: bool = False
+    """standardise both sides of each feature MSE by the teacher's per-channel batch mean and std"""
     kd_alpha: float | None = None
     """use L = alpha L_KD + (1 - alpha) L_task instead of L = L_task + L_KD"""
     fade_distillation: bool = False
@@ -124,6 +128,8 @@ def check_args(args: Args) -> None:
                          optional=True)
     if args.data == "teacher-buffer":
         problems += at_least(args, 1, "teacher_buffer_steps")
+    if args.fitnets and not args.adapters:
+        problems.append("--fitnets learns the adapters: drop --no-adapters")
     if problems:
         usage_error(problems)
 
@@ -221,7 +227,7 @@ if __name__ == "__main__":
     target_net = EfficientZeroNet(net_cfg).to(device)
     target_net.load_state_dict(net.state_dict())
     target_net.eval()
-    adapter = FeatureAdapter(net_cfg, t_cfg).to(device)  # + distillation (student -> teacher widths, trained)
+    adapter = FeatureAdapter(net_cfg, t_cfg, args.fitnets).to(device)  # + distillation (-> teacher widths, trained)
     optimizer = torch.optim.SGD(list(net.parameters()) + list(adapter.parameters()), lr=args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
     use_amp = args.amp and device.type == "cuda"
@@ -339,7 +345,7 @@ if __name__ == "__main__":
             search_policy = (teacher_search_policy(teachers, batch.obs, batch.inside, mcts, rng, args.search_chunk_size,
                                                    use_amp) if searched else None)
             dcfg = DistillConfig(args.response_weight, tau, args.feature_latent_weight, args.feature_lstm_weight,
-                                 args.value_distill_weight)
+                                 args.value_distill_weight, args.feature_normalise)
             kd_terms = distillation_terms(student_steps, teacher_steps, batch.mask, dcfg, adapter,
                                           net_cfg.support_size, t_cfg.support_size, search_policy)
             timing["teacher"] += time.time() - t2

@@ -272,8 +272,9 @@ def check_train_args(args: TrainArgs) -> None:
 
 def check_resume_args(stored: dict, args: TrainArgs, run_dir) -> None:
     """A resumed run must be given the flags it was started with (except RESUMABLE_CHANGES); list what differs."""
-    diff = {k: (stored.get(k), v) for k, v in asdict(args).items()
-            if k not in RESUMABLE_CHANGES and stored.get(k) != v}
+    defaults = asdict(type(args)())  # a flag newer than the run: the run had its default (new flags keep old behaviour)
+    diff = {k: (stored.get(k, defaults[k]), v) for k, v in asdict(args).items()
+            if k not in RESUMABLE_CHANGES and stored.get(k, defaults[k]) != v}
     if diff:
         lines = "\n  ".join(f"--{k.replace('_', '-')}: run has {a!r}, you gave {b!r}" for k, (a, b) in diff.items())
         print(f"{run_dir} was trained with other flags; resume with the same ones:\n  {lines}", file=sys.stderr)

@@ -85,8 +85,16 @@ def kl_to_student(target_probs: torch.Tensor, student_logits: torch.Tensor, tau:
     return (t * (torch.log(t.clamp_min(1e-12)) - log_s)).sum(-1)
 
 
-def mse_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+def mse_per_sample(a: torch.Tensor, b: torch.Tensor, normalise: bool = False) -> torch.Tensor:
+    """Mean squared difference per sample. `normalise`: both sides first standardised by the teacher's (b's)
+    per-channel mean and standard deviation over the batch (and the spatial positions), held fixed: every
+    channel counts alike, however large or flat its values are in the teacher."""
+    a, b = a.float(), b.float()
+    if normalise:
+        dims = [0] + list(range(2, b.dim()))  # all but the channel axis
+        mu, sd = b.mean(dims, keepdim=True).detach(), b.std(dims, keepdim=True).detach().clamp_min(1e-3)
+        a, b = (a - mu) / sd, (b - mu) / sd
+    return (a - b).pow(2).flatten(1).mean(1)
 
 
 # Each distillation term and the 02_distill_student.py flag that weights it; 03 reads the same flags from a run's
@@ -102,6 +110,7 @@ class DistillConfig:
     feature_latent_weight: float = 1.0
     feature_lstm_weight: float = 1.0
     value_weight: float = 0.0
+    feature_normalise: bool = False  # standardise features by the teacher's per-channel statistics first
 
 
 def distillation_terms(student: Unroll, teachers: list[Unroll], mask: torch.Tensor, cfg: DistillConfig,
@@ -133,7 +142,7 @@ def distillation_terms(student: Unroll, teachers: list[Unroll], mask: torch.Tens
             s = student.latents[k].float()  # float32 adapters; under CUDA autocast the student's features are fp16
             s = adapter.latent(s) if adapter is not None else s
             t = torch.stack([u.latents[k] for u in teachers]).mean(0)
-            feat = feat + mse_per_sample(s, t) * mask[:, k]
+            feat = feat + mse_per_sample(s, t, cfg.feature_normalise) * mask[:, k]
         out["feature_latent"] = feat
     if cfg.feature_lstm_weight:
         feat = zero
@@ -143,7 +152,8 @@ def distillation_terms(student: Unroll, teachers: list[Unroll], mask: torch.Tens
                 h, c = adapter.hidden(h), adapter.cell(c)
             th = torch.stack([u.hidden[k - 1] for u in teachers]).mean(0)
             tc = torch.stack([u.cell[k - 1] for u in teachers]).mean(0)
-            feat = feat + (mse_per_sample(h, th) + mse_per_sample(c, tc)) * mask[:, k]
+            feat = feat + (mse_per_sample(h, th, cfg.feature_normalise)
+                           + mse_per_sample(c, tc, cfg.feature_normalise)) * mask[:, k]
         out["feature_lstm"] = feat
     if cfg.value_weight:
         val = zero

@@ -519,15 +519,17 @@ class EfficientZeroNet(nn.Module):
 class FeatureAdapter(nn.Module):
     """FitNets-style regressors mapping student features to the teacher's sizes for feature distillation:
     1x1 conv for the latent, Linear for the LSTM hidden and cell states. Identity where sizes already match.
-    Trained with the student, never deployed, and not counted in the student's parameters."""
+    Trained with the student, never deployed, and not counted in the student's parameters. `always`: learnable
+    regressors even where sizes match (FitNets), so that the student's own features are not pulled onto the
+    teacher's directly."""
 
-    def __init__(self, student: NetConfig, teacher: NetConfig):
+    def __init__(self, student: NetConfig, teacher: NetConfig, always: bool = False):
         super().__init__()
         if student.latent_hw != teacher.latent_hw:
             raise ValueError(f"student latent {student.latent_hw} and teacher latent {teacher.latent_hw} differ in "
                              "spatial size; a 1x1 adapter cannot align them")
-        same_c = student.channels == teacher.channels
-        same_h = student.lstm_hidden == teacher.lstm_hidden
+        same_c = student.channels == teacher.channels and not always
+        same_h = student.lstm_hidden == teacher.lstm_hidden and not always
         self.latent = nn.Identity() if same_c else nn.Conv2d(student.channels, teacher.channels, 1)
         self.hidden = nn.Identity() if same_h else nn.Linear(student.lstm_hidden, teacher.lstm_hidden)
         self.cell = nn.Identity() if same_h else nn.Linear(student.lstm_hidden, teacher.lstm_hidden)

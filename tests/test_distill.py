@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from common.distill import (WEIGHT_FLAGS, DistillConfig, agreement, distillation_terms, js_divergence, kl_to_student,
-                            teacher_unroll)
+                            mse_per_sample, teacher_unroll)
 from common.loss import LossConfig, unrolled_loss
 from common.networks import EfficientZeroNet, FeatureAdapter, minatar_student_config, minatar_teacher_config
 from common.targets import Targets
@@ -120,6 +120,33 @@ def test_adapters_let_a_narrower_student_distil_and_the_loss_falls():
         losses.append(kd.item())
     assert losses[-1] < 0.5 * losses[0], losses
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in adapter.parameters())
+
+
+def test_fitnets_adapters_learn_even_where_the_widths_match():
+    tcfg = minatar_teacher_config(OBS, A, support_size=10)
+    assert all(isinstance(m, torch.nn.Identity) for m in (FeatureAdapter(tcfg, tcfg).latent,
+                                                         FeatureAdapter(tcfg, tcfg).hidden))
+    fitnets = FeatureAdapter(tcfg, tcfg, always=True)
+    assert isinstance(fitnets.latent, torch.nn.Conv2d) and isinstance(fitnets.hidden, torch.nn.Linear)
+    assert fitnets.latent.in_channels == fitnets.latent.out_channels == tcfg.channels
+
+
+def test_normalised_feature_mse_weighs_every_teacher_channel_alike():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(16, 4, 3, 3, generator=g)
+    s = t + 0.1 * torch.randn(16, 4, 3, 3, generator=g)
+    assert torch.equal(mse_per_sample(t, t, normalise=True), torch.zeros(16))
+    # scaling a channel (in both) changes the plain MSE but not the normalised one: the units are the teacher's
+    scale = torch.tensor([1.0, 100.0, 0.01, 5.0]).view(1, 4, 1, 1)
+    plain, norm = mse_per_sample(s, t), mse_per_sample(s, t, normalise=True)
+    assert not torch.allclose(mse_per_sample(s * scale, t * scale), plain)
+    assert torch.allclose(mse_per_sample(s * scale, t * scale, normalise=True), norm, rtol=1e-4, atol=1e-6)
+    # ... which is the plain MSE of both standardised by the teacher's per-channel batch statistics
+    mu, sd = t.mean((0, 2, 3), keepdim=True), t.std((0, 2, 3), keepdim=True)
+    assert torch.allclose(norm, mse_per_sample((s - mu) / sd, (t - mu) / sd), rtol=1e-5)
+    # LSTM states [B, H]: per unit over the batch
+    h = torch.randn(16, 6, generator=g)
+    assert torch.allclose(mse_per_sample(2 * h, h, normalise=True), (h / h.std(0)).pow(2).mean(1), rtol=1e-5)
 
 
 def test_ensemble_of_identical_teachers_equals_one_teacher():

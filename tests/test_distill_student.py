@@ -1,7 +1,10 @@
 """Stage 2 end to end: 01 -> 02 chain at tiny sizes, wrong teachers refused, the teacher stays frozen."""
 
+import dataclasses
+import importlib.util
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from common.replay import ReplayBuffer, TrajectoryRecorder
 from common.runs import load_checkpoint
 from common.targets import gather_batch, make_targets
 from common.tree import MCTSConfig
-from tests.conftest import TINY, kill_after_checkpoint, run_script
+from tests.conftest import ROOT, TINY, kill_after_checkpoint, run_script
 
 
 def run(script, args, cwd_tmp):
@@ -115,6 +118,31 @@ def test_student_resume_after_sigkill(tiny_teacher, tmp_path):
     assert after["teacher_return"] == before["teacher_return"]
     assert set(after["adapter"]) == set(before["adapter"])
     assert not all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+
+
+def test_fitnets_and_normalised_features_train_and_an_older_run_resumes(tiny_teacher, tmp_path):
+    """--fitnets learns regressors between features of the same width (the tiny student is built at the teacher's
+    widths, so without it the adapters are identities), --feature-normalise runs the standardised MSE; and a run
+    saved before these flags existed resumes (a flag it does not know was at its default)."""
+    flags = ["--env-id", "MinAtar/Breakout-v1", "--teacher", str(tiny_teacher), "--teacher-eval-episodes", "0",
+             *TINY, "--fitnets", "--feature-normalise"]
+    r = run("02_distill_student.py", flags, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = next(tmp_path.glob("*__*"))
+    ckpt = load_checkpoint(run_dir / "student.pt", "student")
+    assert {"latent.weight", "hidden.weight", "cell.weight"} <= set(ckpt["adapter"])
+    assert ckpt["args"]["fitnets"] and ckpt["args"]["feature_normalise"]
+    # the same run as if written before the flags existed: resuming with their defaults is not "other flags"
+    from common.args import check_resume_args
+    spec = importlib.util.spec_from_file_location("stage2", ROOT / "02_distill_student.py")
+    stage2 = importlib.util.module_from_spec(spec)
+    sys.modules["stage2"] = stage2
+    spec.loader.exec_module(stage2)
+    older = {k: v for k, v in ckpt["args"].items() if k not in ("fitnets", "feature_normalise")}
+    check_resume_args(older, dataclasses.replace(stage2.Args(**ckpt["args"]), fitnets=False, feature_normalise=False),
+                      run_dir)
+    with pytest.raises(SystemExit):  # ... but a flag the run knows still has to match
+        check_resume_args(ckpt["args"], dataclasses.replace(stage2.Args(**ckpt["args"]), fitnets=False), run_dir)
 
 
 def test_teacher_buffer_start_and_residual_student_block(tiny_teacher, tmp_path):
