@@ -32,7 +32,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +74,10 @@ class Args:
     evaluate_flags: str = ""
     """more flags for stage 3 only"""
     cpus_per_trial: float = 2
-    """CPUs Ray reserves for a cell; its stages get that many torch threads"""
+    """CPUs Ray reserves for a cell; its teacher and stage 3 get that many torch threads"""
+    students_at_once: int = 1
+    """a cell's students (independent once its teacher is done) run this many at a time, each with
+    cpus-per-trial / students-at-once torch threads"""
     gpus_per_trial: float = 0
     """GPUs Ray reserves for a cell (its stages see only those; 0: CPU)"""
     max_concurrent: int = 0
@@ -129,20 +134,24 @@ def plan_cells(args: Args, preset: Preset, games: list[str], variants: dict[str,
     name = args.name or preset.name
     runs, results = str(Path(args.runs_dir) / name), Path(args.results_dir) / name
     threads = ["--threads", str(max(1, int(args.cpus_per_trial)))]
-    train, extra = [], {k: split_flags(getattr(args, f"{k}_flags"), f"--{k}-flags")
-                        for k in ("train", "teacher", "student", "evaluate")}
+    student_threads = ["--threads", str(max(1, int(args.cpus_per_trial // args.students_at_once)))]
+    extra = {k: split_flags(getattr(args, f"{k}_flags"), f"--{k}-flags")
+             for k in ("train", "teacher", "student", "evaluate")}
     cells = []
     for game in games:
         env_id = preset.env_id(game)
-        train = ["--env-id", env_id, "--run-dir", runs, *threads, *preset.train_flags(game), *extra["train"]]
+        # --threads first: a --threads in --train-flags still wins
+        head, train = ["--env-id", env_id, "--run-dir", runs], [*preset.train_flags(game), *extra["train"]]
         for seed in args.seeds or preset.seeds:
             stages = [{"stage": "teacher", "kind": "teacher", "script": SCRIPTS["teacher"], "exp": "teacher",
-                       "argv": [*train, "--seed", str(seed), "--exp-name", "teacher", *extra["teacher"]]}]
+                       "argv": [*head, *threads, *train, "--seed", str(seed), "--exp-name", "teacher",
+                                *extra["teacher"]]}]
             for v, flags in variants.items():
                 stages.append({"stage": f"student-{v}", "kind": "student", "script": SCRIPTS["student"],
                                "exp": f"student-{v}",
-                               "argv": [*train, "--seed", str(seed), "--exp-name", f"student-{v}",
-                                        *preset.student, *flags, *extra["student"], "--teacher", "{teacher}"]})
+                               "argv": [*head, *student_threads, *train, "--seed", str(seed), "--exp-name",
+                                        f"student-{v}", *preset.student, *flags, *extra["student"],
+                                        "--teacher", "{teacher}"]})
             stages.append({"stage": "evaluate", "kind": "evaluate", "script": SCRIPTS["evaluate"],
                            "out": str(results / "cells" / f"{game}-{seed}"),
                            "argv": ["--out-dir", str(results / "cells"), "--name", f"{game}-{seed}", *threads,
@@ -150,7 +159,7 @@ def plan_cells(args: Args, preset: Preset, games: list[str], variants: dict[str,
                                     *[f"{{{s['stage']}}}" for s in stages]]})
             cells.append({"cell": f"{game}-{seed}", "game": game, "seed": seed, "env_id": env_id, "runs": runs,
                           "logs": str(results / "logs"), "python": sys.executable, "root": str(ROOT),
-                          "stages": stages})
+                          "students_at_once": args.students_at_once, "stages": stages})
     return cells
 
 
@@ -240,7 +249,8 @@ def stage_state(cell: dict, st: dict, done: dict) -> tuple[str, list[str]]:
 
 
 def run_cell(cell: dict, report) -> None:
-    """Every stage of one cell in order; raises when a stage fails (Ray then retries the whole cell)."""
+    """The teacher, then its students (`students_at_once` at a time: each needs only the teacher), then stage 3;
+    raises when a stage fails (Ray then retries the whole cell, which skips or resumes what is on disk)."""
     root, logs = Path(cell["root"]), Path(cell["root"], cell["logs"])
     logs.mkdir(parents=True, exist_ok=True)
     record_path = logs / f"{cell['cell']}.trial.json"
@@ -249,32 +259,72 @@ def run_cell(cell: dict, report) -> None:
     t_attempt = time.time()
     record["attempts"].append(attempt)
     done: dict[str, str] = {}  # stage -> its checkpoint (the placeholders of later stages)
-    for st in cell["stages"]:
-        state, found = stage_state(cell, st, done)
-        entry = {"stage": st["stage"], "state": state}
-        attempt["stages"].append(entry)
+    lock = threading.Lock()  # students side by side share `record`, `done` and the progress
+    running: dict[str, dict] = {}  # stage -> its last progress
+    in_pool = False  # while students run in the pool's threads, only this one reports (Ray's report is the trial's)
+
+    def progress(status: dict) -> None:
+        with lock:
+            running[status["stage"]] = status
+        if not in_pool:
+            report(dict(status))
+
+    def report_students() -> None:  # one row for the cell: the students' names, and the updates of each
+        with lock:
+            rows = list(running.values())
+        if len(rows) < 2:
+            report(dict(rows[0]) if rows else {"stage": "students", "phase": "", "updates": None, "score": None})
+            return
+        report({"stage": "+".join(r["stage"].removeprefix("student-") for r in rows), "phase": "students",
+                "updates": " ".join(str(r["updates"] or "-").split("/")[0] for r in rows), "score": None})
+
+    def run_one(st: dict) -> None:
+        with lock:
+            state, found = stage_state(cell, st, done)
+            entry = {"stage": st["stage"], "state": state}
+            attempt["stages"].append(entry)
+            argv = [done[a[1:-1]] if a.startswith("{") else a for a in st["argv"]]  # the earlier stages' runs
         if state == "finished":
-            if st["kind"] != "evaluate":
-                done[st["stage"]] = f"{found[0]}/{st['kind']}.pt"
-            report({"stage": st["stage"], "phase": "was finished", "updates": None, "score": None})
-            write_json(record_path, record)
-            continue
-        argv = [done[a[1:-1]] if a.startswith("{") else a for a in st["argv"]]  # the earlier stages' runs
+            with lock:
+                if st["kind"] != "evaluate":
+                    done[st["stage"]] = f"{found[0]}/{st['kind']}.pt"
+                write_json(record_path, record)
+            if not in_pool:
+                report({"stage": st["stage"], "phase": "was finished", "updates": None, "score": None})
+            return
         if state == "resume":
             argv += ["--resume", found[0]]
         command = [cell["python"], st["script"], *argv]
-        entry.update(command=shlex.join(command), started=now())
+        with lock:
+            entry.update(command=shlex.join(command), started=now())
+            write_json(record_path, record)
         t_stage = time.time()
-        write_json(record_path, record)
         log = logs / f"{cell['game']}-{st['stage']}-{cell['seed']}.log"
-        entry["returncode"] = run_stage(command, root, log, st["stage"], report)
-        entry["wall_seconds"] = round(time.time() - t_stage, 1)
-        write_json(record_path, record)
-        if entry["returncode"] != 0:
-            raise RuntimeError(f"{st['stage']} of {cell['cell']} exited with {entry['returncode']}; see {log}")
+        code = run_stage(command, root, log, st["stage"], progress)
+        with lock:
+            running.pop(st["stage"], None)
+            entry.update(returncode=code, wall_seconds=round(time.time() - t_stage, 1))
+            write_json(record_path, record)
+        if code != 0:
+            raise RuntimeError(f"{st['stage']} of {cell['cell']} exited with {code}; see {log}")
         if st["kind"] != "evaluate":
             run = latest_run(cell["root"], cell["runs"], cell["env_id"], st["exp"], cell["seed"])
-            done[st["stage"]] = f"{run}/{st['kind']}.pt"
+            with lock:
+                done[st["stage"]] = f"{run}/{st['kind']}.pt"
+
+    teacher, *students, evaluate = cell["stages"]
+    run_one(teacher)
+    in_pool = True
+    with ThreadPoolExecutor(max_workers=cell["students_at_once"]) as pool:
+        futures = [pool.submit(run_one, st) for st in students]
+        pending = set(futures)
+        while pending:  # a failed student does not stop the others; its error is raised once all have ended
+            pending = wait(pending, timeout=5).not_done
+            report_students()
+    in_pool = False
+    for future in futures:
+        future.result()
+    run_one(evaluate)
     attempt["wall_seconds"] = round(time.time() - t_attempt, 1)
     write_json(record_path, record)
     report({"stage": "done", "phase": "", "updates": None, "score": None})
@@ -403,6 +453,8 @@ if __name__ == "__main__":
         fail("a seed is given twice")
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_failures < 0 or args.max_concurrent < 0:
         fail("--cpus-per-trial must be > 0; --gpus-per-trial, --max-failures and --max-concurrent >= 0")
+    if args.students_at_once < 1:
+        fail("--students-at-once must be >= 1")
     variants = parse_variants(args, preset)
     cells = plan_cells(args, preset, list(dict.fromkeys(games)), variants)
     check_stage_flags(cells)

@@ -114,3 +114,68 @@ def test_toy_table_survives_a_killed_trial_and_a_killed_sweep(tmp_path):
     assert len(summary["models"]) == 4
     # the retry continued with the counters of the checkpoint the kill left
     assert f"resumed {teacher_dir(1)}: {killed_at:,} updates" in (results / "toy/logs/Catch-teacher-1.log").read_text()
+
+
+FAKE_STAGE = '''
+import json, sys, time
+from pathlib import Path
+argv = sys.argv[1:]
+flag = lambda name: argv[argv.index(name) + 1] if name in argv else None
+start = time.time()
+time.sleep(1.0)
+if "--out-dir" in argv:  # stage 3: a summary over the checkpoints it was given
+    out = Path(flag("--out-dir"), flag("--name"))
+    out.mkdir(parents=True)
+    ckpts = argv[argv.index("--checkpoints") + 1:]
+    (out / "summary.json").write_text(json.dumps({"models": [{"checkpoint": c} for c in ckpts]}))
+else:  # stage 1 or 2: a finished run directory
+    kind = "teacher" if flag("--exp-name") == "teacher" else "student"
+    run = Path(flag("--run-dir"), f"{flag('--env-id').replace('/', '-')}__{flag('--exp-name')}__{flag('--seed')}__1")
+    run.mkdir(parents=True)
+    (run / f"{kind}.pt").write_text("")
+    (run / "eval.json").write_text(json.dumps({"threads": flag("--threads"), "teacher": flag("--teacher"),
+                                               "start": start, "end": time.time()}))
+'''
+
+
+@pytest.mark.parametrize("at_once", [1, 2])
+def test_a_cells_students_run_side_by_side_after_its_teacher(tmp_path, at_once):
+    """--students-at-once 2: each student gets half the cell's threads, starts only once the teacher has finished,
+    and runs while another does (1: one after the other, with all the threads); stage 3 gets every checkpoint; only
+    the trial's own thread reports to Ray."""
+    import importlib.util
+    import threading
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("sweep_under_test", ROOT / "04_sweep.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fake = tmp_path / "fake_stage.py"
+    fake.write_text(FAKE_STAGE)
+    args = SimpleNamespace(name="t", runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"),
+                           cpus_per_trial=2, students_at_once=at_once, seeds=[7], train_flags="", teacher_flags="",
+                           student_flags="", evaluate_flags="")
+    preset = mod.PRESETS["toy"]
+    (cell,) = mod.plan_cells(args, preset, ["Catch"], {v: mod.VARIANTS[v] for v in ("none", "response", "both")})
+    for st in cell["stages"]:
+        st["script"] = str(fake)
+    cell["root"] = str(tmp_path)
+    reporters = set()
+    mod.run_cell(cell, lambda status: reporters.add(threading.get_ident()))
+    assert reporters == {threading.get_ident()}
+
+    runs = {p.parent.name.split("__")[1]: json.loads(p.read_text()) for p in tmp_path.glob("runs/t/*/eval.json")}
+    assert sorted(runs) == ["student-both", "student-none", "student-response", "teacher"]
+    students = [runs[s] for s in runs if s != "teacher"]
+    assert runs["teacher"]["threads"] == "2" and all(s["threads"] == str(2 // at_once) for s in students)
+    assert all(s["start"] >= runs["teacher"]["end"] and s["teacher"].endswith("teacher.pt") for s in students)
+    first, second, third = sorted(students, key=lambda s: s["start"])
+    if at_once == 2:
+        assert second["start"] < first["end"]  # two at once
+        assert third["start"] >= min(first["end"], second["end"])  # never three
+    else:
+        assert second["start"] >= first["end"] and third["start"] >= second["end"]
+    summary = json.loads((tmp_path / "results/t/cells/Catch-7/summary.json").read_text())
+    assert len(summary["models"]) == 4
+    record = json.loads((tmp_path / "results/t/logs/Catch-7.trial.json").read_text())
+    assert [s["returncode"] for s in record["attempts"][0]["stages"]] == [0] * 5
