@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from common.runs import atomic_write, atomic_write_text
+from common.scores import iqm
 
 CURVE_TAGS = ("eval/return_mean", "charts/episodic_return")
 
@@ -209,10 +210,14 @@ def _provenance_section(summary: dict, name: str) -> list[str]:
 
 
 def _scores_section(summary: dict, groups: list[str], games: list[str]) -> list[str]:
-    """One row per game and model: the score over seeds, the per-seed means and the HNS."""
+    """One row per game and model: the score over seeds, the per-seed means and the HNS; with 3 seeds or more, also
+    the median and the interquartile mean of the per-seed means (robust to one seed that went astray)."""
     L = ["## Scores", "",
          "Mean over episodes; with several seeds, the mean over seeds ± the sample standard deviation across "
          "seeds, and the per-seed means. HNS = (score − random) / (human − random), Atari 100k games only.", ""]
+    robust = any(len(r["seeds"]) >= 3 for game in games for r in summary["games"][game].values())
+    if robust:
+        L[-1:-1] = ["Median and IQM (the mean of the middle half, as in rliable) are over the per-seed means."]
     rows = []
     for game in games:
         for g in groups:
@@ -223,8 +228,11 @@ def _scores_section(summary: dict, groups: list[str], games: list[str]) -> list[
                       else f" (episode std {_fmt(r['episode_std'])})")
             hns = summary["aggregate_hns"][g]["hns"].get(game)
             rows.append([game, g, len(r["seeds"]), f"{_fmt(r['mean'])}{spread}",
-                         ", ".join(_fmt(x) for x in r["per_seed"]), _fmt(hns, 3)])
-    return L + _table(["game", "model", "seeds", "score", "per seed", "HNS"], rows)
+                         ", ".join(_fmt(x) for x in r["per_seed"])]
+                        + ([_fmt(float(np.median(r["per_seed"]))), _fmt(iqm(r["per_seed"]))] if robust else [])
+                        + [_fmt(hns, 3)])
+    return L + _table(["game", "model", "seeds", "score", "per seed", *(["median", "IQM"] if robust else []), "HNS"],
+                      rows)
 
 
 def _published_section(summary: dict, groups: list[str], games: list[str]) -> list[str]:
@@ -284,12 +292,19 @@ def _distillation_section(summary: dict) -> list[str]:
          "seed and budget with every distillation weight 0 (RL loss only). Per seed: the difference ± its "
          "standard error over the evaluation episodes. Over seeds: the mean difference ± the sample standard "
          "deviation of the per-seed differences, and in how many seeds the distilled student scored higher.", ""]
+    paired = any(g.get("ci95") for g in gains)
+    if paired:
+        L[-1:-1] = ["The 95% interval is the paired t interval of the mean difference over seeds (each seed's "
+                    "two students share a teacher): an interval that excludes 0 is a gain, or a loss, beyond the "
+                    "spread between seeds."]
     rows = [[g["game"], g["student"], g["rl_only"], g["seeds"],
-             f"{g['mean_difference']:+.2f}" + (f" ± {_fmt(g['seed_std'])}" if g["seed_std"] is not None else ""),
-             ", ".join(f"{p['difference']:+.2f} ± {_fmt(p['se'])} (seed {p['seed']})" for p in g["pairs"]),
-             f"{g['higher']} of {g['seeds']}"] for g in gains]
-    return L + _table(["game", "student", "RL only", "seeds", "difference", "per seed (± episode SE)", "higher in"],
-                      rows)
+             f"{g['mean_difference']:+.2f}" + (f" ± {_fmt(g['seed_std'])}" if g["seed_std"] is not None else "")]
+            + ([f"[{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]" if g.get("ci95") else "-",
+                f"{g['median_difference']:+.2f}"] if paired else [])
+            + [", ".join(f"{p['difference']:+.2f} ± {_fmt(p['se'])} (seed {p['seed']})" for p in g["pairs"]),
+               f"{g['higher']} of {g['seeds']}"] for g in gains]
+    return L + _table(["game", "student", "RL only", "seeds", "difference",
+                       *(["95% interval", "median"] if paired else []), "per seed (± episode SE)", "higher in"], rows)
 
 
 def _student_over_teacher_section(summary: dict) -> list[str]:

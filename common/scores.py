@@ -122,6 +122,33 @@ def iqm(values) -> float | None:
     return float(x[k:n - k].mean())
 
 
+@functools.lru_cache(maxsize=None)
+def t_quantile(p: float, df: int) -> float:
+    """The p-quantile (p > 0.5) of Student's t with `df` degrees of freedom: the density integrated by Simpson's
+    rule and the CDF inverted by bisection (scipy is not a dependency; 1e-6 is far below what a CI needs)."""
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+
+    def cdf(t: float, n: int = 2000) -> float:  # 0.5 + the integral of the density over [0, t], n even
+        x = np.linspace(0.0, t, n + 1)
+        f = c * (1 + x * x / df) ** (-(df + 1) / 2)
+        return 0.5 + t / n / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+
+    lo, hi = 0.0, 1000.0
+    while hi - lo > 1e-7:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def paired_ci(differences, level: float = 0.95) -> tuple[float, float] | None:
+    """The t interval of the mean of paired differences (one per training seed); None with under 2 pairs."""
+    d = np.asarray(differences, dtype=np.float64)
+    if len(d) < 2:
+        return None
+    half = t_quantile(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
 def _geomean(x) -> float | None:
     return float(np.exp(np.mean(np.log(x)))) if len(x) else None
 
@@ -463,8 +490,9 @@ def distillation_gains(rows: list[dict]) -> list[dict]:
     for students `distill_weights`, the run's distillation loss weights). The RL-only student is the one whose
     weights are all 0. Result, one entry per (game, distilled group, RL-only group), sorted: per shared (teacher,
     seed) the two means, their difference and its standard error over the evaluation episodes (unpaired, sample
-    variances); over those pairs (the training seeds) the mean difference, the sample std of the differences
-    (None with one seed) and in how many the distilled student scored higher. Rows without `distill_weights`
+    variances); over those pairs (the training seeds) the mean and median difference, the sample std of the
+    differences and the 95% paired t interval of their mean (None with one seed), and in how many the distilled
+    student scored higher. Rows without `distill_weights`
     (summaries written before 03 recorded them) are left out."""
     def trained_from(r):  # the same teacher run and the same seed
         return r["game"], tuple(sorted(str(Path(t)) for t in r["teachers"])), r["seed"]
@@ -488,7 +516,9 @@ def distillation_gains(rows: list[dict]) -> list[dict]:
     for (game, group, base), ps in sorted(pairs.items()):
         ps.sort(key=lambda p: p["seed"])
         d = np.array([p["difference"] for p in ps])
+        ci = paired_ci(d)
         out.append({"game": game, "student": group, "rl_only": base, "pairs": ps, "mean_difference": float(d.mean()),
+                    "median_difference": float(np.median(d)), "ci95": list(ci) if ci else None,
                     "seed_std": float(d.std(ddof=1)) if len(d) > 1 else None, "higher": int((d > 0).sum()),
                     "seeds": len(d)})
     return out

@@ -50,15 +50,19 @@ def test_each_committed_report_is_rebuilt_from_its_summaries(report, tmp_path):
             k: v for k, v in summary.items() if k not in provenance}
 
 
-def table(markdown: str, header_start: str) -> list[list[str]]:
-    """The body rows of the first markdown table whose header row starts with header_start, as lists of cells."""
+def table(markdown: str, header_start: str) -> list[dict[str, str]]:
+    """The body rows of the first markdown table whose header row starts with header_start, as {column: cell}
+    (a repeated column name gets its position appended, so that every cell stays)."""
     lines = markdown.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    names = []
+    for i, c in enumerate(c.strip() for c in lines[start].strip("|").split("|")):
+        names.append(c if c not in names else f"{c} {i}")
     rows = []
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
+        rows.append(dict(zip(names, [c.strip() for c in line.strip("|").split("|")], strict=True)))
     return rows
 
 
@@ -72,22 +76,25 @@ def test_minatar_readme_quotes_the_merged_report():
     readme = (RESULTS / "minatar" / "README.md").read_text().replace("−", "-")  # the README writes a true minus
     report = (RESULTS / "minatar" / "report.md").read_text()
 
-    scores = {(g, m): f"{score} ({per_seed})"
-              for g, m, _, score, per_seed, _ in table(report, "| game | model | seeds | score |")}
-    random_play = {g: rnd for g, m, _, rnd, _ in table(report, "| game | model | score | random play")}
+    scores = {(r["game"], r["model"]): f"{r['score']} ({r['per seed']})"
+              for r in table(report, "| game | model | seeds | score |")}
+    random_play = {r["game"]: r["random play (± episode std)"]
+                   for r in table(report, "| game | model | score | random play")}
     quoted = table(readme, "| model | Breakout | SpaceInvaders | Asterix")
-    assert [r[0] for r in quoted] == [*README_MODELS, "uniformly random play (± episode std)"]
-    for row in quoted:
-        for game, cell in zip(README_GAMES, row[1:], strict=True):
+    assert [r["model"] for r in quoted] == [*README_MODELS, "uniformly random play (± episode std)"]
+    for row in quoted:  # the README's columns are its games, in order
+        name, *cells = row.values()
+        for game, cell in zip(README_GAMES, cells, strict=True):
             env_id = f"MinAtar/{game}-v1"
-            expected = scores[env_id, README_MODELS[row[0]]] if row[0] in README_MODELS else random_play[env_id]
-            assert cell == expected, (row[0], game)
+            expected = scores[env_id, README_MODELS[name]] if name in README_MODELS else random_play[env_id]
+            assert cell == expected, (name, game)
 
-    gains = {(g, s): (diff, re.sub(r" \(seed \d+\)", "", per_seed))
-             for g, s, _, _, diff, per_seed, _ in table(report, "| game | student | RL only |")}
+    gains = {(r["game"], r["student"]): (r["difference"], re.sub(r" \(seed \d+\)", "", r["per seed (± episode SE)"]))
+             for r in table(report, "| game | student | RL only |")}
     quoted = table(readme, "| student | Breakout | per seed |")
-    assert [r[0] for r in quoted] == ["response only", "both", "feature only"]
-    for row in quoted:
-        student = README_MODELS[f"student, {row[0]}"]
+    assert [r["student"] for r in quoted] == ["response only", "both", "feature only"]
+    for row in quoted:  # per game, the mean difference and the per-seed differences
+        name, *cells = row.values()
         for i, game in enumerate(README_GAMES):
-            assert (row[1 + 2 * i], row[2 + 2 * i]) == gains[f"MinAtar/{game}-v1", student], (row[0], game)
+            quoted_pair = (cells[2 * i], cells[2 * i + 1])
+            assert quoted_pair == gains[f"MinAtar/{game}-v1", README_MODELS[f"student, {name}"]], (name, game)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from common.envs import DATA_DIR, load_reference_scores
-from common.scores import (PAPER_TABLE1_CSV, distillation_gains, hns_aggregate, iqm, load_paper_table1,
-                           paper_claim, per_game_table, ratio_analysis)
+from common.scores import (PAPER_TABLE1_CSV, distillation_gains, hns_aggregate, iqm, load_paper_table1, paired_ci,
+                           paper_claim, per_game_table, ratio_analysis, t_quantile)
 
 METHODS = ["SimPLe", "OTRainbow", "CURL", "DrQ", "SPR", "MuZero", "EfficientZero_rerun", "Ours_distilled_student"]
 
@@ -265,6 +265,25 @@ def test_distillation_gains_against_a_recomputation_by_hand():
             diffs.append(diff)
         assert g["seeds"] == 2 and g["mean_difference"] == pytest.approx(statistics.mean(diffs))
         assert g["seed_std"] == pytest.approx(statistics.stdev(diffs)) and g["higher"] == sum(d > 0 for d in diffs)
+        half = 12.7062 * statistics.stdev(diffs) / math.sqrt(2)  # t(0.975, 1 degree of freedom), from a table
+        assert g["ci95"] == pytest.approx([statistics.mean(diffs) - half, statistics.mean(diffs) + half], rel=1e-4)
+        assert g["median_difference"] == pytest.approx(statistics.median(diffs))
     assert got[1]["higher"] == 2 and got[0]["higher"] == 1  # response: +2.0, +1.0; both: 0.0, +0.75
     one_seed = distillation_gains([r for r in rows if r["seed"] == 1])
-    assert one_seed and all(g["seeds"] == 1 and g["seed_std"] is None for g in one_seed)
+    assert one_seed and all(g["seeds"] == 1 and g["seed_std"] is None and g["ci95"] is None for g in one_seed)
+
+
+@pytest.mark.parametrize("df, expected", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (29, 2.0452),
+                                          (200, 1.9719)])
+def test_t_quantile_matches_the_printed_table(df, expected):
+    """The 97.5% point of Student's t, as every statistics table prints it (4 decimals)."""
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
+
+
+def test_paired_ci_covers_the_mean_at_the_nominal_rate():
+    """Simulated pairs with a known mean gain: the 95% interval holds it in about 95% of 2,000 draws of 5 seeds,
+    and an interval needs two seeds."""
+    rng = np.random.default_rng(0)
+    hits = [lo <= 1.0 <= hi for lo, hi in (paired_ci(rng.normal(1.0, 2.0, size=5)) for _ in range(2000))]
+    assert 0.93 < np.mean(hits) < 0.97
+    assert paired_ci([1.0]) is None
