@@ -8,7 +8,6 @@ before timing, so only selection, expansion and backup are measured. Medians ove
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -19,6 +18,7 @@ import numpy as np
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: common/ and tests/ importable
+from common.runs import save_json  # noqa: E402
 from common.tree import MCTSConfig, search  # noqa: E402
 from tests.reference_mcts import RefConfig, reference_search  # noqa: E402
 
@@ -98,9 +98,7 @@ def main(args: Args) -> dict:
             cells.append(f"{table.get(B, '-'):>{width}}")
         print(f"{B:>6d}" + "".join(cells))
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json_out}")
+        save_json(args.json_out, result)
     return result
 
 

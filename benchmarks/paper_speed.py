@@ -25,7 +25,6 @@ Printed and written as JSON per variant:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -48,7 +47,7 @@ from common.loss import LossConfig, unrolled_loss  # noqa: E402
 from common.networks import EfficientZeroNet, default_config  # noqa: E402
 from common.pipeline import SELFPLAY_LEAD, start_pipeline  # noqa: E402
 from common.replay import ReplayBuffer, ReplayStore  # noqa: E402
-from common.runs import pick_device  # noqa: E402
+from common.runs import pick_device, save_json  # noqa: E402
 from common.selfplay import SelfPlay, visit_temperature  # noqa: E402
 from common.training import env_steps_allowed, learning_rate, record_steps, sgd_step, updates_due  # noqa: E402
 from common.tree import MCTSConfig  # noqa: E402
@@ -247,9 +246,7 @@ def main(args: Args) -> dict:
         print("updates/s relative to sync (median over repeats of the ratio within a repeat): " + ", ".join(
             f"{k} {v:.2f}x" for k, v in result["speedup_over_sync"].items()))
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json_out}")
+        save_json(args.json_out, result)
     return result
 
 

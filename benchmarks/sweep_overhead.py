@@ -10,7 +10,6 @@ The absolute overhead (Ray's start, the trial's process, the merge) is what matt
 """
 
 import importlib.util
-import json
 import shutil
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import tyro
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # 04_sweep.py imports common/
 from common.presets import SMOKE  # noqa: E402  (the plumbing budget: what is measured is Ray's overhead)
+from common.runs import save_json  # noqa: E402
 
 
 @dataclass
@@ -95,5 +95,4 @@ if __name__ == "__main__":
     print(f"direct {out['median_seconds']['direct']:.1f} s, through Ray {out['median_seconds']['ray']:.1f} s: "
           f"ratio {out['median_ratio_ray_over_direct']:.2f}, {out['median_overhead_seconds']:.1f} s more per sweep")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(out, indent=1) + "\n")
-        print(f"-> {args.json_out}")
+        save_json(args.json_out, out)

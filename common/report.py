@@ -33,9 +33,15 @@ def read_curves(run_dir: Path, tags=CURVE_TAGS) -> dict[str, dict[str, list]]:
     return out
 
 
-def save_figure(fig, path: Path, tight: bool = False) -> None:
-    """A PNG written atomically (a full disk leaves the previous picture, or none, and one line)."""
+def save_figure(fig, path: Path, tight: bool = False) -> str:
+    """Lay out, write as a PNG atomically (a full disk leaves the previous picture, or none, and one line) and close
+    the figure; returns the file's name."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight" if tight else None))
+    plt.close(fig)
+    return path.name
 
 
 def _fmt(x, digits: int = 2) -> str:
@@ -95,10 +101,7 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
         ax.set_xticks(range(len(vals)), names, rotation=60, ha="right", fontsize=7)
         ax.set_title(game)
         ax.set_ylabel("score (error bar: std across seeds)")
-    fig.tight_layout()
-    save_figure(fig, out_dir / "scores.png", tight=True)
-    plt.close(fig)
-    written.append("scores.png")
+    written.append(save_figure(fig, out_dir / "scores.png", tight=True))
 
     # HNS aggregates (only groups with Atari games)
     agg = {g: a for g, a in summary["aggregate_hns"].items() if a["games"]}
@@ -110,10 +113,7 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
         ax.set_xticks(np.arange(3) + 0.4 - width / 2, ["mean HNS", "median HNS", "IQM HNS"])
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        save_figure(fig, out_dir / "hns.png")
-        plt.close(fig)
-        written.append("hns.png")
+        written.append(save_figure(fig, out_dir / "hns.png"))
 
     # cost vs score: one panel per game, x = CPU latency per decision, y = score
     with_cost = [m for m in summary["models"] if m.get("cost")]
@@ -129,10 +129,7 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
             ax.set_ylabel("score")
             ax.set_title(game)
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        save_figure(fig, out_dir / "cost_vs_score.png")
-        plt.close(fig)
-        written.append("cost_vs_score.png")
+        written.append(save_figure(fig, out_dir / "cost_vs_score.png"))
 
     # training curves from TensorBoard: periodic evaluation (by update) or, without it, the training returns
     curved = [m for m in summary["models"] if m.get("curves")]
@@ -154,10 +151,7 @@ def write_plots(summary: dict, out_dir: Path) -> list[str]:
             ax.set_ylabel("return")
             ax.set_title(game)
             ax.legend(fontsize=6)
-        fig.tight_layout()
-        save_figure(fig, out_dir / "curves.png")
-        plt.close(fig)
-        written.append("curves.png")
+        written.append(save_figure(fig, out_dir / "curves.png"))
     return written
 
 

@@ -7,6 +7,7 @@ The replay a checkpoint describes is on disk beside it (`common.replay.ReplaySto
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -65,6 +66,14 @@ def atomic_write(path: Path, write) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def save_json(path, obj, say: bool = True) -> None:
+    """A benchmark's or report's JSON: parent folders made, written atomically, and where it went printed."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(path), json.dumps(obj, indent=2) + "\n")
+    if say:
+        print(f"wrote {path}")
 
 
 def atomic_torch_save(obj, path: Path) -> None:
