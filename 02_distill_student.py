@@ -5,7 +5,9 @@ a frozen EfficientZero teacher written by stage 1.
     -> collect with the student's own search -> sample -> reanalyse with the student's target network
     -> student task loss (stage 1's loss on its own targets) + distillation on the same batch:
        response  tau^2 KL(softmax(z_T/tau) || softmax(z_S/tau)) at k = 0..K (or the teacher's search as target)
-       feature   MSE(latents) at k = 0..K + MSE(LSTM h) + MSE(LSTM c) at k = 1..K, through adapters if widths differ
+       feature   MSE(latents) at k = 0..K + MSE(LSTM h) + MSE(LSTM c) at k = 1..K, through adapters where widths
+                 differ (--fitnets: always, learned), optionally in the teacher's standardised units
+                 (--feature-normalise)
        value     (optional) CE against the teacher's value
     -> SGD step -> priorities -> target refresh -> log -> evaluate -> checkpoint
 
@@ -13,9 +15,10 @@ Writes `runs/<run_name>/student.pt` (config, weights, adapters, optimizer, count
 the replay, TensorBoard logs and the final 32-episode `eval.json`. Every distillation term has its own weight
 (0 switches it off), so the ablation no-KD / response / feature / both is four command lines (docs/usage.md).
 
-This script is stage 1's script plus distillation: everything stage 1 does not do sits between
+This script is stage 1's script plus distillation: in the main block, everything stage 1 does not do sits between
 `# >>> distillation` and `# <<< distillation`, or is a single line marked `# + distillation`, so that
-`diff 01_pretrain_teacher.py 02_distill_student.py` shows what distillation adds and little else.
+`diff 01_pretrain_teacher.py 02_distill_student.py` shows what distillation adds and little else (above the main
+block, the imports, `Args` and the checks differ by the student's and distillation's own flags).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from common.selfplay import visit_temperature
 from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, restore, resume_or_start,
                              set_learning_rate, sgd_step, stop_if_not_finite, train_scalars, updates_due)
 from common.tree import MCTSConfig
+
 
 KIND = "student"  # what this script trains: its checkpoint is student.pt
 
@@ -130,6 +134,8 @@ def check_args(args: Args) -> None:
         problems += at_least(args, 1, "teacher_buffer_steps")
     if args.fitnets and not args.adapters:
         problems.append("--fitnets learns the adapters: drop --no-adapters")
+    if args.feature_normalise and args.batch_size == 1:  # a standard deviation over one sample is undefined
+        problems.append("--feature-normalise standardises by the batch's statistics: it needs --batch-size >= 2")
     if problems:
         usage_error(problems)
 
@@ -311,7 +317,8 @@ if __name__ == "__main__":
             recent_returns = record_steps(steps, store, replay, counters, logger, recent_returns)
             timing["collect"] += time.time() - t0
             bar.set_postfix(env=f"{counters['env_steps']:,}", ret=f"{np.mean(recent_returns):.1f}"
-                            if recent_returns else "-", teacher=f"{teacher_return or 0:.1f}", refresh=False)
+                            if recent_returns else "-", teacher=f"{teacher_return or 0:.1f}",  # + distillation
+                            refresh=False)
             learning = not steps[-1].random and len(replay) >= args.batch_size  # not in the random phase
             due = updates_due(counters, args) if learning else updates  # train_updates spread over collection
             acting.progress(net, updates, env_steps_allowed(counters, args, SELFPLAY_LEAD * args.num_envs))
@@ -387,8 +394,8 @@ if __name__ == "__main__":
                 res = periodic_eval(net, args, mcts, game, family, rng, use_amp)
                 logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"]}, updates)
                 bar.write(f"update {updates:,}: eval return {res['mean']:.1f} +- {res['std']:.1f} "
-                          f"({args.eval_episodes} episodes)"
-                          f"; teacher {teacher_return if teacher_return is not None else float('nan'):.1f}")  # + d.
+                          f"({args.eval_episodes} episodes)"  # + distillation: the teacher's return
+                          f"; teacher {teacher_return if teacher_return is not None else float('nan'):.1f}")
                 logger.scalars(heldout.agreement(net), updates)  # + distillation
 
             # --- 10. checkpoint ------------------------------------------------------------------------------

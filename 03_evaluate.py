@@ -75,7 +75,8 @@ class Args:
     latency_repeats: int = 30
     """timed decisions per model for the latency medians and quartiles (at least 2; after 5 warm-up decisions)"""
     export_onnx: bool = False
-    """export the acting networks to ONNX, check onnxruntime against torch and time it"""
+    """export the acting networks to ONNX, check onnxruntime against torch and time it (part of the cost
+    measurement: skipped with --no-cost)"""
     agreement: bool = True
     """student-teacher agreement on states of the teacher's evaluation episodes (when both are given)"""
     agreement_states: int = 1024

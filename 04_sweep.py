@@ -22,7 +22,7 @@ On a cluster, every node needs the repository at the same path (the Docker image
 `--results-dir` on storage all nodes share: a retried trial may land on another node and resumes from there.
 """
 
-import common.interrupts  # noqa: F401  (first: a Ctrl-C while Ray loads ends in one line)
+import common.interrupts  # noqa: F401  (first: a Ctrl-C while the imports load ends in one line)
 import ctypes
 import json
 import os
@@ -134,7 +134,8 @@ def plan_cells(args: Args, preset: Preset, games: list[str], variants: dict[str,
     name = args.name or preset.name
     runs, results = str(Path(args.runs_dir) / name), Path(args.results_dir) / name
     threads = ["--threads", str(max(1, int(args.cpus_per_trial)))]
-    student_threads = ["--threads", str(max(1, int(args.cpus_per_trial // args.students_at_once)))]
+    at_once = max(1, min(args.students_at_once, len(variants)))  # fewer students than K: each gets more threads
+    student_threads = ["--threads", str(max(1, int(args.cpus_per_trial // at_once)))]
     extra = {k: split_flags(getattr(args, f"{k}_flags"), f"--{k}-flags")
              for k in ("train", "teacher", "student", "evaluate")}
     cells = []

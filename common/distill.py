@@ -10,7 +10,8 @@ over the unroll steps like the task terms (steps k >= 1 masked past the trajecto
               MSE(A_h(h_S,k), h_T,k) + MSE(A_c(c_S,k), c_T,k)                   k = 1..K  (LSTM, L_feature[1])
     value     CE(two-hot of the teacher's value on the student's support, student value logits)   k = 0..K
 
-A_* are the FeatureAdapter's 1x1 conv / linear maps (identity when the widths already match).
+A_* are the FeatureAdapter's 1x1 conv / linear maps (identity when the widths already match, unless --fitnets
+learns them anyway); with --feature-normalise each MSE is taken in the teacher's per-channel standardised units.
 """
 
 from __future__ import annotations

@@ -163,6 +163,11 @@ class InlineBatches:
         self.target_net, self.spec, self.device, self.timing = target_net, spec, device, timing
         self.total_updates, self.priority_beta = total_updates, priority_beta
 
+    def _take(self, msg: tuple) -> None:
+        _, done, stats, work, version, graphs = msg
+        self.ready[done] = (stats, work, version)
+        self.graphs = graphs
+
     def next(self, replay: ReplayBuffer, update: int, rng: np.random.Generator):
         job = sample_job(replay, self.spec.batch_size, update, self.total_updates, self.priority_beta, rng,
                          with_seed=False)  # one Generator for the whole run: the loop's draws in a fixed order
@@ -317,8 +322,8 @@ def _selfplay_worker(name: str, env_id: str, num_envs: int, env_seed: int, rng_s
 
 
 def _check_alive(procs: list, run_dir: Path) -> None:
-    """Called when a queue stayed empty: a worker that ended (even normally: its messages would be there) means
-    nothing more will come."""
+    """Called before each batch and whenever a queue stays empty: a worker that ended (even normally: its messages
+    would be there) means nothing more will come."""
     for p in procs:
         if not p.is_alive():
             raise WorkerFailed(f"{p.name} (pid {p.pid}) {'ended' if p.exitcode == 0 else 'died'} with exit code "
@@ -400,14 +405,20 @@ class ReanalysisWorkers:
             self.jobs.put(job)
             self.next_submit += 1
 
+    def _take(self, msg: tuple) -> None:
+        _, done, stats, work, version, graphs = msg
+        self.ready[done] = (stats, work, version)
+        self.graphs = graphs
+
     def next(self, replay: ReplayBuffer, update: int, rng: np.random.Generator):
-        # an idle worker that died would never be missed (the others take its jobs): the run must stop, not slow down
+        # what the workers sent first (a failed worker's error line raises here, naming its cause) ...
+        while (msg := _wait(self.results, self.procs, self.run_dir, block=False)) is not None:
+            self._take(msg)
+        # ... then an idle worker that died would never be missed (the others take its jobs): stop, not slow down
         _check_alive(self.procs, self.run_dir)
         self._fill(replay, rng)
         while update not in self.ready:
-            _, done, stats, work, version, graphs = _wait(self.results, self.procs, self.run_dir)
-            self.ready[done] = (stats, work, version)
-            self.graphs = graphs
+            self._take(_wait(self.results, self.procs, self.run_dir))
         stats, work, version = self.ready.pop(update)
         job = self.pending.pop(update)
         # EfficientZero's staleness bound; it holds by construction while depth <= interval (check_train_args)

@@ -10,11 +10,9 @@ every convolution, matmul and LSTM gate product), not by hand formulas; BatchNor
 from __future__ import annotations
 
 import io
-import json
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -23,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common.args import at_least, parse_args, usage_error
 from common.envs import FRAME_STACK
 from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
-from common.runs import atomic_write_text
+from common.runs import save_json
 
 
 def count_macs(fn) -> int:
@@ -114,7 +112,7 @@ class Args:
     num_simulations: int = 50
     """recurrent inferences per decision"""
     repeats: int = 30
-    """timed decisions per model, interleaved across models (median reported)"""
+    """timed decisions per model, interleaved across models (median and quartiles reported; at least 2)"""
     threads: int = 0
     """torch CPU threads (0 = torch's default for this machine)"""
     cuda: bool = True
@@ -144,9 +142,7 @@ def main(args: Args) -> dict:
     for key, fmt in rows:
         print(f"{key:26s}{fmt.format(t[key]):>16s}{fmt.format(s[key]):>16s}{s[key] / t[key]:>17.3f}")
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(args.json_out), json.dumps(result, indent=2))
-        print(f"wrote {args.json_out}")
+        save_json(args.json_out, result)
     return result
 
 

@@ -211,7 +211,8 @@ def _scores_section(summary: dict, groups: list[str], games: list[str]) -> list[
          "seeds, and the per-seed means. HNS = (score − random) / (human − random), Atari 100k games only.", ""]
     robust = any(len(r["seeds"]) >= 3 for game in games for r in summary["games"][game].values())
     if robust:
-        L[-1:-1] = ["Median and IQM (the mean of the middle half, as in rliable) are over the per-seed means."]
+        L[-1:-1] = ["Median and IQM (the mean of the middle half, as in rliable) are over the per-seed means, for "
+                    "a model with 3 seeds or more."]
     rows = []
     for game in games:
         for g in groups:
@@ -223,7 +224,8 @@ def _scores_section(summary: dict, groups: list[str], games: list[str]) -> list[
             hns = summary["aggregate_hns"][g]["hns"].get(game)
             rows.append([game, g, len(r["seeds"]), f"{_fmt(r['mean'])}{spread}",
                          ", ".join(_fmt(x) for x in r["per_seed"])]
-                        + ([_fmt(float(np.median(r["per_seed"]))), _fmt(iqm(r["per_seed"]))] if robust else [])
+                        + ([_fmt(float(np.median(r["per_seed"]))), _fmt(iqm(r["per_seed"]))]
+                           if len(r["seeds"]) >= 3 else ["–", "–"] if robust else [])
                         + [_fmt(hns, 3)])
     return L + _table(["game", "model", "seeds", "score", "per seed", *(["median", "IQM"] if robust else []), "HNS"],
                       rows)

@@ -68,12 +68,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def save_json(path, obj, say: bool = True) -> None:
-    """A benchmark's or report's JSON: parent folders made, written atomically, and where it went printed."""
+def save_json(path, obj) -> None:
+    """A benchmark's or profile's JSON: parent folders made, written atomically, and where it went printed."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(path), json.dumps(obj, indent=2) + "\n")
-    if say:
-        print(f"wrote {path}")
+    print(f"wrote {path}")
 
 
 def atomic_torch_save(obj, path: Path) -> None:

@@ -22,9 +22,9 @@ from common.tree import MCTSConfig
 
 
 def resume_or_start(args: TrainArgs, kind: str) -> tuple[Path | None, dict | None]:
-    """`--resume DIR`: DIR and its checkpoint, refused (one line, exit 2) when the flags differ from the ones it was
-    started with; a finished run ends here, untouched (exit 0). A new run: (None, None), its directory is claimed
-    once the game is known to exist."""
+    """`--resume DIR`: DIR and its checkpoint, refused (a line per differing flag, exit 2) when the flags differ
+    from the ones it was started with; a finished run ends here, untouched (exit 0). A new run: (None, None), its
+    directory is claimed once the game is known to exist."""
     if not args.resume:
         return None, None
     run_dir = Path(args.resume)

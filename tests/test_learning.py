@@ -59,8 +59,8 @@ def run_script(script: str, run_dir: Path, flags: list[str]) -> Path:
 
 
 def test_the_teacher_learns_then_distillation_raises_agreement_with_it(tmp_path):
-    """One test, not two: the teacher is the students' input, and with two test processes (pytest-xdist hands out
-    tests one by one) a shared fixture would be trained in both."""
+    """One test, not two: the teacher is the students' input, and one test keeps the whole chain in one test
+    process whatever pytest-xdist's distribution mode (a module fixture would be trained once per process)."""
     teacher = run_script("01_pretrain_teacher.py", tmp_path / "teacher", LEARNING_FLAGS)
     check_teacher_beats_random_play(teacher)
     check_distillation_raises_agreement_with_the_teacher(teacher, tmp_path)

@@ -333,6 +333,26 @@ def test_the_self_play_process_delivers_every_step_it_played_then_ends(tmp_path)
         _wait(out, [proc], tmp_path)
 
 
+def test_a_failed_workers_own_error_is_what_the_learner_reports(tmp_path):
+    """A worker that raises sends its error line, then exits 1: the learner, checking its workers before each batch,
+    must read that line (the cause), not only notice a dead process."""
+    import queue
+
+    class Dead:
+        name, pid, exitcode = "reanalysis worker 0", 4242, 1
+
+        def is_alive(self):
+            return False
+
+    workers = object.__new__(ReanalysisWorkers)  # only what next() reads before it would submit a job
+    workers.procs, workers.run_dir, workers.results, workers.ready = [Dead()], tmp_path, queue.Queue(), {}
+    workers.results.put(("error", "reanalysis worker 0", "ValueError: a damaged segment"))
+    with pytest.raises(WorkerFailed, match="^reanalysis worker 0 failed: ValueError: a damaged segment; the run"):
+        workers.next(None, 0, None)
+    with pytest.raises(WorkerFailed, match=r"^reanalysis worker 0 \(pid 4242\) died with exit code 1"):
+        workers.next(None, 0, None)  # nothing left to read: the dead process itself
+
+
 def test_a_run_with_workers_collects_everything_then_finishes_its_extra_updates(tmp_path):
     """The self-play process ends once it has played --total-env-steps; every step it played must reach the
     learner, which then runs the updates left without it."""

@@ -126,7 +126,7 @@ def test_generated_inspect_command_lines(tmp_path, tiny_teacher, pairs):
     check_outcome(*run_in_process("05_inspect.py", argv), out)
 
 
-SWEEP_INTS = ["seeds", "max-concurrent", "max-failures"]
+SWEEP_INTS = ["seeds", "max-concurrent", "max-failures", "students-at-once"]
 SWEEP_FLOATS = ["cpus-per-trial", "gpus-per-trial", "report-seconds"]
 
 
@@ -148,6 +148,8 @@ def test_generated_sweep_command_lines(tmp_path, pairs, games, variants):
     ("01_pretrain_teacher.py", ["--env-id", "MinAtar/Nope-v1"], ["--env-id: unknown MinAtar game"]),
     ("02_distill_student.py", ["--student-block", "foo", "--expand-ratio", "0", "--tau", "nan", "--teacher", "x"],
      ["--student-block must be", "--expand-ratio must be >= 1", "--tau must be a finite number"]),
+    ("02_distill_student.py", ["--feature-normalise", "--batch-size", "1", "--teacher", "x"],
+     ["--feature-normalise standardises by the batch's statistics: it needs --batch-size >= 2"]),  # NaN otherwise
     ("03_evaluate.py", ["--checkpoints", "x", "--latency-repeats", "1", "--sticky-prob", "2"],
      ["--latency-repeats must be >= 2", "--sticky-prob must be in [0, 1]"]),  # 1: quartiles of one timing crashed
 ])
