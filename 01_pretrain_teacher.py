@@ -22,14 +22,15 @@ from tqdm import tqdm
 
 from common.args import TrainArgs, check_train_args, note_checkpoint, parse_args
 from common.envs import make_env
-from common.loss import LossConfig, unrolled_loss
-from common.networks import EfficientZeroNet, NetConfig, count_acting_params, count_params, default_config
+from common.loss import unrolled_loss
+from common.networks import NetConfig, default_config, online_and_target
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer, ReplayStore
 from common.runs import Logger, atomic_torch_save, claim_run_dir, pick_device, rng_state
 from common.selfplay import visit_temperature
-from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, restore, resume_or_start,
-                             set_learning_rate, sgd_step, stop_if_not_finite, train_scalars, updates_due)
+from common.training import (describe_run, env_steps_allowed, final_eval, loss_config, periodic_eval, record_steps,
+                             restore, resume_or_start, set_learning_rate, sgd_step, stop_if_not_finite,
+                             train_scalars, updates_due)
 from common.tree import MCTSConfig
 
 
@@ -41,11 +42,11 @@ class Args(TrainArgs):
     """Every flag of stage 1 is a shared training flag (common/args.py): the teacher has nothing of its own."""
 
 
-def teacher_config(args: Args, family: str, obs_shape, num_actions: int) -> NetConfig:
+def teacher_config(args: Args, env) -> NetConfig:
     knobs = {"channels": args.channels, "lstm_hidden": args.lstm_hidden, "state_norm": args.state_norm,
              "norm": args.norm}
     knobs = {k: v for k, v in knobs.items() if v is not None}
-    return default_config("teacher", family, obs_shape, num_actions, **knobs)
+    return default_config("teacher", env.family, env.obs_shape, env.num_actions, **knobs)
 
 
 def save_checkpoint(path: Path, net, target_net, optimizer, scaler, counters: dict, args: Args, rng, store,
@@ -82,47 +83,36 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed)
 
     # --- environments ----------------------------------------------------------------------------------------
-    probe = make_env(args.env_id, mode="train", seed=args.seed)
-    family, game, num_actions, obs_shape = probe.family, probe.game, probe.num_actions, probe.obs_shape
-    probe.close()
-    augment = args.augment if args.augment is not None else family == "atari"
+    env = make_env(args.env_id, mode="train", seed=args.seed)  # what the game is: the self-play makes its own
+    env.close()
+    augment = args.augment if args.augment is not None else env.family == "atari"
 
     # --- networks --------------------------------------------------------------------------------------------
-    net_cfg = NetConfig.from_dict(ckpt["config"]) if ckpt else teacher_config(args, family, obs_shape, num_actions)
+    net_cfg = NetConfig.from_dict(ckpt["config"]) if ckpt else teacher_config(args, env)
     if run_dir is None:  # claimed atomically: never shared with a run started in the same second
         run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
     note_checkpoint(run_dir / f"{KIND}.pt")  # a Ctrl-C says how to continue
-    net = EfficientZeroNet(net_cfg).to(device)
-    target_net = EfficientZeroNet(net_cfg).to(device)
-    target_net.load_state_dict(net.state_dict())
-    target_net.eval()
+    net, target_net = online_and_target(net_cfg, device)  # the target makes the reanalysed targets
     optimizer = torch.optim.SGD(list(net.parameters()), lr=args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
     use_amp = args.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     mcts = MCTSConfig(num_simulations=args.num_simulations)
-    loss_cfg = LossConfig(num_unroll_steps=args.num_unroll_steps, value_prefix_weight=args.value_prefix_weight,
-                          policy_weight=args.policy_weight, value_weight=args.value_weight,
-                          consistency_weight=args.consistency_weight, augment=augment)
+    loss_cfg = loss_config(args, augment)
     total_updates = args.train_updates + args.extra_updates
 
     # --- replay and counters (restored on resume) -----------------------------------------------------------
     store = ReplayStore(run_dir)
     counters = {"env_steps": 0, "updates": 0, "episodes": 0, "learn_start_env_steps": -1, "resumes": 0}
-    if ckpt:
-        modules = {"model": net, "target_model": target_net, "optimizer": optimizer, "scaler": scaler}
-        replay = restore(ckpt, modules, counters, rng, store, run_dir)
-    else:
-        replay = ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha)
+    modules = {"model": net, "target_model": target_net, "optimizer": optimizer, "scaler": scaler}
+    replay = (restore(ckpt, modules, counters, rng, store, run_dir) if ckpt
+              else ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha))
     del ckpt
     logger = Logger(run_dir, args, track=args.track, project=args.wandb_project_name, entity=args.wandb_entity,
                     run_name=run_dir.name, resume=bool(args.resume))
-    print(f"run {run_dir} | {game} ({family}), {num_actions} actions, input {obs_shape}, device {device}")
-    print(f"{KIND}: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
-          f"{args.total_env_steps:,} env steps, {total_updates:,} updates of batch {args.batch_size}, "
-          f"{args.num_simulations} simulations, reanalyse {args.reanalyse_fraction:.0%}, augment {augment}"
-          + (f" | {args.workers} reanalysis worker{'s' * (args.workers > 1)} + 1 self-play process"
-             if args.workers else ""))
+    print(f"run {run_dir} | {env.game} ({env.family}), {env.num_actions} actions, input {env.obs_shape}, "
+          f"device {device}")
+    print(describe_run(KIND, net, args, augment))
 
     # --- self-play and batches: in this process (--workers 0), or in worker processes -----------------------
     # time/* in TensorBoard: this process's seconds (collect, reanalyse, learn) and, wherever it ran, the work
@@ -201,10 +191,7 @@ if __name__ == "__main__":
 
             # --- 9. evaluate ---------------------------------------------------------------------------------
             if args.eval_interval and args.eval_episodes and updates % args.eval_interval == 0:
-                res = periodic_eval(net, args, mcts, game, family, rng, use_amp)
-                logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"]}, updates)
-                bar.write(f"update {updates:,}: eval return {res['mean']:.1f} +- {res['std']:.1f} "
-                          f"({args.eval_episodes} episodes)")
+                periodic_eval(net, args, mcts, env, rng, use_amp, logger, updates, bar)  # logged and printed
 
             # --- 10. checkpoint ------------------------------------------------------------------------------
             if updates % args.checkpoint_interval == 0 or updates == total_updates:
@@ -222,9 +209,5 @@ if __name__ == "__main__":
     # =========================================================================================================
     record = {"checkpoint": str(ckpt_path), "updates": counters["updates"], "env_steps": counters["env_steps"]}
     if args.final_eval_episodes:
-        summary = final_eval(net, args, mcts, game, family, run_dir, record, use_amp)
-        logger.scalars({"eval/final_return_mean": summary["mean"]}, counters["updates"])
-        hns = f", HNS {summary['hns']:.3f}" if "hns" in summary else ""
-        print(f"final evaluation ({args.final_eval_episodes} episodes): {summary['mean']:.2f} +- "
-              f"{summary['std']:.2f}{hns} -> {run_dir / 'eval.json'}")
+        final_eval(net, args, mcts, env, run_dir, record, use_amp, logger)  # -> eval.json, logged and printed
     logger.close()

@@ -33,20 +33,20 @@ import torch
 from tqdm import tqdm
 
 from common.args import TrainArgs, at_least, note_checkpoint, parse_args, train_args_problems, usage_error
-from common.distill import (WEIGHT_FLAGS, DistillConfig, HeldOut, combine_losses, distill_scalars, distillation_terms,
-                            evaluate_teacher, fade_factor, fill_with_teacher_play, load_teacher, teacher_unroll,
-                            temperature)
+from common.distill import (WEIGHT_FLAGS, DistillConfig, HeldOut, combine_losses, describe_teachers, distill_scalars,
+                            distillation_terms, evaluate_teacher, fade_factor, fill_with_teacher_play, load_teacher,
+                            teacher_unroll, temperature)
 from common.envs import make_env
-from common.loss import LossConfig, unrolled_loss
-from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, amp_context, count_acting_params,
-                             count_params, default_config)
+from common.loss import unrolled_loss
+from common.networks import FeatureAdapter, NetConfig, amp_context, default_config, online_and_target
 from common.pipeline import SELFPLAY_LEAD, start_pipeline
 from common.replay import ReplayBuffer, ReplayStore
 from common.runs import Logger, atomic_torch_save, claim_run_dir, load_checkpoint, pick_device, rng_state
 from common.search import run_search
 from common.selfplay import visit_temperature
-from common.training import (env_steps_allowed, final_eval, periodic_eval, record_steps, restore, resume_or_start,
-                             set_learning_rate, sgd_step, stop_if_not_finite, train_scalars, updates_due)
+from common.training import (describe_run, env_steps_allowed, final_eval, loss_config, periodic_eval, record_steps,
+                             restore, resume_or_start, set_learning_rate, sgd_step, stop_if_not_finite,
+                             train_scalars, updates_due)
 from common.tree import MCTSConfig
 
 
@@ -140,13 +140,13 @@ def check_args(args: Args) -> None:
         usage_error(problems)
 
 
-def student_config(args: Args, family: str, obs_shape, num_actions: int) -> NetConfig:
+def student_config(args: Args, env) -> NetConfig:
     knobs = {"block": args.student_block, "channels": args.channels, "lstm_hidden": args.lstm_hidden,
              "expand_ratio": args.expand_ratio, "num_blocks": args.num_blocks, "proj_hidden": args.proj_hidden,
              "proj_out": args.proj_out, "pred_hidden": args.pred_hidden, "state_norm": args.state_norm,
              "norm": args.norm}
     knobs = {k: v for k, v in knobs.items() if v is not None}
-    return default_config("student", family, obs_shape, num_actions, **knobs)
+    return default_config("student", env.family, env.obs_shape, env.num_actions, **knobs)
 
 
 def check_pairing(net_cfg: NetConfig, teachers: list, args: Args) -> None:
@@ -214,66 +214,52 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed)
 
     # --- environments ----------------------------------------------------------------------------------------
-    probe = make_env(args.env_id, mode="train", seed=args.seed)
-    family, game, num_actions, obs_shape = probe.family, probe.game, probe.num_actions, probe.obs_shape
-    probe.close()
-    augment = args.augment if args.augment is not None else family == "atari"
+    env = make_env(args.env_id, mode="train", seed=args.seed)  # what the game is: the self-play makes its own
+    env.close()
+    augment = args.augment if args.augment is not None else env.family == "atari"
 
     # --- networks --------------------------------------------------------------------------------------------
     # >>> distillation: the frozen teacher(s), checked against the student before the run directory exists
-    teachers = [load_teacher(p, obs_shape, num_actions, device) for p in args.teacher]
+    teachers = [load_teacher(p, env.obs_shape, env.num_actions, device) for p in args.teacher]
     t_cfg = teachers[0].config
     # <<< distillation
-    net_cfg = NetConfig.from_dict(ckpt["config"]) if ckpt else student_config(args, family, obs_shape, num_actions)
+    net_cfg = NetConfig.from_dict(ckpt["config"]) if ckpt else student_config(args, env)
     check_pairing(net_cfg, teachers, args)  # + distillation (feature widths, ensemble)
     if run_dir is None:  # claimed atomically: never shared with a run started in the same second
         run_dir = claim_run_dir(Path(args.run_dir), args.env_id, args.exp_name, args.seed)
     note_checkpoint(run_dir / f"{KIND}.pt")  # a Ctrl-C says how to continue
-    net = EfficientZeroNet(net_cfg).to(device)
-    target_net = EfficientZeroNet(net_cfg).to(device)
-    target_net.load_state_dict(net.state_dict())
-    target_net.eval()
+    net, target_net = online_and_target(net_cfg, device)  # the target makes the reanalysed targets
     adapter = FeatureAdapter(net_cfg, t_cfg, args.fitnets).to(device)  # + distillation (-> teacher widths, trained)
     optimizer = torch.optim.SGD(list(net.parameters()) + list(adapter.parameters()), lr=args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
     use_amp = args.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     mcts = MCTSConfig(num_simulations=args.num_simulations)
-    loss_cfg = LossConfig(num_unroll_steps=args.num_unroll_steps, value_prefix_weight=args.value_prefix_weight,
-                          policy_weight=args.policy_weight, value_weight=args.value_weight,
-                          consistency_weight=args.consistency_weight, augment=augment)
+    loss_cfg = loss_config(args, augment)
     total_updates = args.train_updates + args.extra_updates
 
     # --- replay and counters (restored on resume) -----------------------------------------------------------
     store = ReplayStore(run_dir)
     counters = {"env_steps": 0, "updates": 0, "episodes": 0, "learn_start_env_steps": -1, "resumes": 0}
     counters["teacher_env_steps"] = 0  # + distillation (the teacher's play of --data teacher-buffer)
-    teacher_return = None  # + distillation (the teacher's score, measured once at the start)
-    if ckpt:
-        modules = {"model": net, "target_model": target_net, "optimizer": optimizer, "scaler": scaler}
-        modules["adapter"] = adapter  # + distillation
-        teacher_return = ckpt["teacher_return"]  # + distillation
-        replay = restore(ckpt, modules, counters, rng, store, run_dir)
-    else:
-        replay = ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha)
+    teacher_return = ckpt["teacher_return"] if ckpt else None  # + distillation (measured once, at the start)
+    modules = {"model": net, "target_model": target_net, "optimizer": optimizer, "scaler": scaler}
+    modules["adapter"] = adapter  # + distillation
+    replay = (restore(ckpt, modules, counters, rng, store, run_dir) if ckpt
+              else ReplayBuffer(capacity=args.replay_capacity, alpha=args.priority_alpha))
     del ckpt
     logger = Logger(run_dir, args, track=args.track, project=args.wandb_project_name, entity=args.wandb_entity,
                     run_name=run_dir.name, resume=bool(args.resume))
-    print(f"run {run_dir} | {game} ({family}), {num_actions} actions, input {obs_shape}, device {device}")
-    print(f"{KIND}: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
-          f"{args.total_env_steps:,} env steps, {total_updates:,} updates of batch {args.batch_size}, "
-          f"{args.num_simulations} simulations, reanalyse {args.reanalyse_fraction:.0%}, augment {augment}"
-          + (f" | {args.workers} reanalysis worker{'s' * (args.workers > 1)} + 1 self-play process"
-             if args.workers else ""))
+    print(f"run {run_dir} | {env.game} ({env.family}), {env.num_actions} actions, input {env.obs_shape}, "
+          f"device {device}")
+    print(describe_run(KIND, net, args, augment))
     # >>> distillation: sizes against the teacher's; the teacher's score (what the student should reach) and the
     # states it visits (the held-out states of the logged agreement)
-    print(f"teacher: {count_params(teachers[0]):,} parameters ({count_acting_params(teachers[0]):,} acting)"
-          f"{f' x {len(teachers)} (ensemble)' if len(teachers) > 1 else ''}, frozen; the student has "
-          f"{count_params(net) / count_params(teachers[0]):.3f} of its parameters; adapters "
-          f"{count_params(adapter):,} parameters (training only)")
+    print(describe_teachers(teachers, net, adapter))
     if teacher_return is None and args.teacher_eval_episodes:  # measured once: a resumed run keeps it
         teacher_return = evaluate_teacher(teachers[0], args, mcts, run_dir, use_amp)
     logger.scalars({"charts/teacher_return": teacher_return or 0.0}, 0)
+    teacher_note = "teacher not evaluated" if teacher_return is None else f"teacher {teacher_return:.2f}"
     heldout = HeldOut(teachers, run_dir, mcts, args.search_chunk_size, use_amp)
     heldout_start, new = heldout.at_start(net)
     if new:
@@ -391,11 +377,8 @@ if __name__ == "__main__":
 
             # --- 9. evaluate ---------------------------------------------------------------------------------
             if args.eval_interval and args.eval_episodes and updates % args.eval_interval == 0:
-                res = periodic_eval(net, args, mcts, game, family, rng, use_amp)
-                logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"]}, updates)
-                bar.write(f"update {updates:,}: eval return {res['mean']:.1f} +- {res['std']:.1f} "
-                          f"({args.eval_episodes} episodes)"  # + distillation: the teacher's return
-                          f"; teacher {teacher_return if teacher_return is not None else float('nan'):.1f}")
+                periodic_eval(net, args, mcts, env, rng, use_amp, logger, updates, bar,  # logged and printed
+                              note=f"; {teacher_note}")  # + distillation
                 logger.scalars(heldout.agreement(net), updates)  # + distillation
 
             # --- 10. checkpoint ------------------------------------------------------------------------------
@@ -422,11 +405,6 @@ if __name__ == "__main__":
                    "teacher_env_steps": counters["teacher_env_steps"]})
     # <<< distillation
     if args.final_eval_episodes:
-        summary = final_eval(net, args, mcts, game, family, run_dir, record, use_amp)
-        logger.scalars({"eval/final_return_mean": summary["mean"]}, counters["updates"])
-        hns = f", HNS {summary['hns']:.3f}" if "hns" in summary else ""
-        print(f"final evaluation ({args.final_eval_episodes} episodes): {summary['mean']:.2f} +- "
-              f"{summary['std']:.2f}{hns}"
-              f" (teacher {teacher_return if teacher_return is not None else float('nan'):.2f})"  # + distillation
-              f" -> {run_dir / 'eval.json'}")
+        final_eval(net, args, mcts, env, run_dir, record, use_amp, logger,  # -> eval.json, logged and printed
+                   note=f" ({teacher_note})")  # + distillation
     logger.close()

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.networks import EfficientZeroNet, FeatureAdapter, NetConfig, Unroll, scalar_to_support, support_to_scalar
+from common.networks import (EfficientZeroNet, FeatureAdapter, NetConfig, Unroll, count_acting_params, count_params,
+                             scalar_to_support, support_to_scalar)
 from common.runs import atomic_np_save, atomic_write_text, load_checkpoint
 
 
@@ -291,6 +292,14 @@ class HeldOut:
         if new:
             atomic_write_text(path, json.dumps(self.agreement(net)))
         return json.loads(path.read_text()), new
+
+
+def describe_teachers(teachers: list[EfficientZeroNet], student: EfficientZeroNet, adapter: torch.nn.Module) -> str:
+    """Stage 2's header line on the teacher(s): their size, and the student's against it."""
+    ensemble = f" x {len(teachers)} (ensemble)" if len(teachers) > 1 else ""
+    return (f"teacher: {count_params(teachers[0]):,} parameters ({count_acting_params(teachers[0]):,} acting)"
+            f"{ensemble}, frozen; the student has {count_params(student) / count_params(teachers[0]):.3f} of its "
+            f"parameters; adapters {count_params(adapter):,} parameters (training only)")
 
 
 def evaluate_teacher(teacher: EfficientZeroNet, args, mcts, run_dir: Path, autocast: bool) -> float:

@@ -539,6 +539,15 @@ class FeatureAdapter(nn.Module):
         return self.latent(latent), (self.hidden(h), self.cell(c))
 
 
+def online_and_target(cfg: NetConfig, device) -> tuple[EfficientZeroNet, EfficientZeroNet]:
+    """The trained network and its target copy: the same weights at the start, always in eval mode, refreshed from
+    the trained one every --target-update-interval updates (it makes the reanalysed targets)."""
+    net = EfficientZeroNet(cfg).to(device)
+    target_net = EfficientZeroNet(cfg).to(device)
+    target_net.load_state_dict(net.state_dict())
+    return net, target_net.eval()
+
+
 def count_params(module: nn.Module | list[nn.Module]) -> int:
     mods = module if isinstance(module, list) else [module]
     return sum(p.numel() for m in mods for p in m.parameters())

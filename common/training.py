@@ -13,7 +13,8 @@ import torch
 from tqdm import tqdm
 
 from common.args import TrainArgs, check_resume_args
-from common.networks import EfficientZeroNet
+from common.loss import LossConfig
+from common.networks import EfficientZeroNet, count_acting_params, count_params
 from common.pipeline import SelfPlayStep
 from common.replay import ReplayBuffer, ReplayStore
 from common.runs import Logger, atomic_write_text, finished, load_checkpoint, set_rng_state
@@ -35,6 +36,23 @@ def resume_or_start(args: TrainArgs, kind: str) -> tuple[Path | None, dict | Non
               f"{run_dir / 'eval.json'}; nothing to do")
         raise SystemExit(0)
     return run_dir, ckpt
+
+
+def loss_config(args: TrainArgs, augment: bool) -> LossConfig:
+    """The unrolled loss's horizon and weights, from the training flags."""
+    return LossConfig(num_unroll_steps=args.num_unroll_steps, value_prefix_weight=args.value_prefix_weight,
+                      policy_weight=args.policy_weight, value_weight=args.value_weight,
+                      consistency_weight=args.consistency_weight, augment=augment)
+
+
+def describe_run(kind: str, net: EfficientZeroNet, args: TrainArgs, augment: bool) -> str:
+    """The run's second header line: the network's size and the budget it trains with."""
+    workers = (f" | {args.workers} reanalysis worker{'s' * (args.workers > 1)} + 1 self-play process"
+               if args.workers else "")
+    return (f"{kind}: {count_params(net):,} parameters ({count_acting_params(net):,} acting) | "
+            f"{args.total_env_steps:,} env steps, {args.train_updates + args.extra_updates:,} updates of batch "
+            f"{args.batch_size}, {args.num_simulations} simulations, reanalyse {args.reanalyse_fraction:.0%}, "
+            f"augment {augment}{workers}")
 
 
 def restore(ckpt: dict, modules: dict, counters: dict, rng: np.random.Generator, store: ReplayStore,
@@ -120,27 +138,36 @@ def sgd_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, los
     return float(grad_norm)
 
 
-def periodic_eval(net: EfficientZeroNet, args: TrainArgs, mcts: MCTSConfig, game: str, family: str,
-                  rng: np.random.Generator, autocast: bool) -> dict:
-    """Evaluation during training on seeds 1000.. (never the final seeds 0..n-1)."""
-    return eval_summary(evaluate(net, args.env_id, args.eval_episodes, mcts, first_seed=1000,
-                                 max_steps=args.eval_max_steps, rng=rng, chunk_size=args.search_chunk_size,
-                                 autocast=autocast), game, family)
+def periodic_eval(net: EfficientZeroNet, args: TrainArgs, mcts: MCTSConfig, env, rng: np.random.Generator,
+                  autocast: bool, logger: Logger, updates: int, bar: tqdm, note: str = "") -> dict:
+    """Evaluation during training on seeds 1000.. (never the final seeds 0..n-1), logged and printed with `note`
+    after the score. `env` is the game's description (`make_env`'s `game` and `family`)."""
+    res = eval_summary(evaluate(net, args.env_id, args.eval_episodes, mcts, first_seed=1000,
+                                max_steps=args.eval_max_steps, rng=rng, chunk_size=args.search_chunk_size,
+                                autocast=autocast), env.game, env.family)
+    logger.scalars({"eval/return_mean": res["mean"], "eval/return_std": res["std"]}, updates)
+    bar.write(f"update {updates:,}: eval return {res['mean']:.1f} +- {res['std']:.1f} ({args.eval_episodes} "
+              f"episodes){note}")
+    return res
 
 
-def final_eval(net: EfficientZeroNet, args: TrainArgs, mcts: MCTSConfig, game: str, family: str, run_dir: Path,
-               info: dict, autocast: bool) -> dict:
+def final_eval(net: EfficientZeroNet, args: TrainArgs, mcts: MCTSConfig, env, run_dir: Path, info: dict,
+               autocast: bool, logger: Logger, note: str = "") -> dict:
     """The evaluation protocol (docs/algorithm.md, 'Evaluation protocol') on the final weights (seeds 0..n-1),
-    written atomically to run_dir/eval.json
-    together with `info` (checkpoint, counters, ...)."""
+    written atomically to run_dir/eval.json together with `info` (checkpoint, counters, ...), logged and printed
+    with `note` after the score."""
     with tqdm(total=args.final_eval_episodes, unit="episode", desc="final eval", disable=not args.progress) as pb:
         res = evaluate(net, args.env_id, args.final_eval_episodes, mcts, first_seed=0, max_steps=args.eval_max_steps,
                        rng=np.random.default_rng(args.seed), progress=pb, chunk_size=args.search_chunk_size,
                        autocast=autocast)
-    summary = {"env_id": args.env_id, "game": game, "family": family, **info,
+    summary = {"env_id": args.env_id, "game": env.game, "family": env.family, **info,
                "num_simulations": args.num_simulations, "max_steps": args.eval_max_steps,
-               **eval_summary(res, game, family)}
+               **eval_summary(res, env.game, env.family)}
     atomic_write_text(run_dir / "eval.json", json.dumps(summary, indent=2))
+    logger.scalars({"eval/final_return_mean": summary["mean"]}, info["updates"])
+    hns = f", HNS {summary['hns']:.3f}" if "hns" in summary else ""
+    print(f"final evaluation ({args.final_eval_episodes} episodes): {summary['mean']:.2f} +- {summary['std']:.2f}"
+          f"{hns}{note} -> {run_dir / 'eval.json'}")
     return summary
 
 
