@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from common.args import TrainArgs  # noqa: E402
 from common.envs import make_env  # noqa: E402
 from common.loss import LossConfig, unrolled_loss  # noqa: E402
-from common.networks import EfficientZeroNet, default_config  # noqa: E402
+from common.networks import default_config, online_and_target  # noqa: E402
 from common.pipeline import SELFPLAY_LEAD, start_pipeline  # noqa: E402
 from common.replay import ReplayBuffer, ReplayStore  # noqa: E402
 from common.runs import pick_device, save_json  # noqa: E402
@@ -116,10 +116,7 @@ def run_variant(train: TrainArgs, base: Path, index: dict, filled_steps: int, wa
     probe.close()
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)
-    net = EfficientZeroNet(default_config("teacher", family, obs_shape, num_actions)).to(device)
-    target_net = EfficientZeroNet(net.config).to(device)
-    target_net.load_state_dict(net.state_dict())
-    target_net.eval()
+    net, target_net = online_and_target(default_config("teacher", family, obs_shape, num_actions), device)
     optimizer = torch.optim.SGD(net.parameters(), lr=train.lr, momentum=train.momentum,
                                 weight_decay=train.weight_decay)
     use_amp = train.amp and device.type == "cuda"
