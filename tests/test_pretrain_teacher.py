@@ -1,7 +1,6 @@
 """Stage 1 end to end: smoke run on a real Atari game, resume after SIGKILL, bad input."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,11 +11,9 @@ import torch
 
 from common.networks import EfficientZeroNet, NetConfig
 from common.runs import load_checkpoint
-from tests.conftest import kill_after_checkpoint
+from tests.conftest import ENV, ROOT, kill_after_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "01_pretrain_teacher.py")
-ENV = {**os.environ, "OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg"}
 
 TINY_ATARI = ["--env-id", "Pong", "--total-env-steps", "160", "--random-transitions", "80", "--train-updates", "4",
               "--extra-updates", "2", "--batch-size", "8", "--num-simulations", "2", "--segment-length", "20",
