@@ -14,8 +14,9 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
+# 2 test processes, each file in one, handed out in tests/conftest.py's order; lists the 15 slowest tests
 test: venv
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15  # 2 test processes, a file in one; lists the 15 slowest tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # End to end at CPU scale on the toy game Toy/Catch-v0 (4-13 min on 2 cores): stage 1 trains a small teacher and
 # evaluates it (runs/Toy-Catch-v0__demo__1__<time>/), stage 2 distils a student from it (runs/Toy-Catch-v0__

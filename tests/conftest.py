@@ -18,10 +18,16 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 torch.set_num_threads(1)
 
 
+# The order in which `make test` (pytest-xdist, --dist loadfile --no-loadscope-reorder) hands files to its two
+# processes. The learning test (about 11 minutes, one chain) first, so it starts at once; xdist then queues one more
+# file behind it on the same process, the third here, so that one is fast. The other slow files follow, then the rest.
+# Without --no-loadscope-reorder xdist sorts files by their number of tests and the one-test learning file runs last.
+FIRST = ["test_learning.py", "test_pipeline.py", "test_scores.py", "test_sweep.py", "test_usage.py"]
+
+
 def pytest_collection_modifyitems(items):
-    """The longest chain first (the CI teacher, then the students distilled from it): the other test process runs
-    everything else beside it."""
-    items.sort(key=lambda item: item.path.name != "test_learning.py")
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 TINY = ["--total-env-steps", "240", "--random-transitions", "80", "--train-updates", "6", "--extra-updates", "2",
         "--batch-size", "8", "--num-simulations", "2", "--segment-length", "20", "--channels", "8",
         "--lstm-hidden", "16", "--eval-interval", "0", "--final-eval-episodes", "2", "--eval-max-steps", "200",
