@@ -28,6 +28,8 @@ FIRST = ["test_learning.py", "test_pipeline.py", "test_scores.py", "test_sweep.p
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 TINY = ["--total-env-steps", "240", "--random-transitions", "80", "--train-updates", "6", "--extra-updates", "2",
         "--batch-size", "8", "--num-simulations", "2", "--segment-length", "20", "--channels", "8",
         "--lstm-hidden", "16", "--eval-interval", "0", "--final-eval-episodes", "2", "--eval-max-steps", "200",

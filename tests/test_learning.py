@@ -8,7 +8,6 @@ code path (make_env, self-play, replay, reanalysis, loss, evaluation)."""
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +16,7 @@ import numpy as np
 
 from common.envs import make_env
 from common.presets import stage_flags
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ENV, ROOT
 
 # The learning run is `make demo`'s stage 1 (the `toy` preset of common/presets.py) at seed 2, without the periodic
 # evaluations (they draw from the training RNG, and the test does not need them).
@@ -47,11 +45,9 @@ def welch_t(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_script(script: str, run_dir: Path, flags: list[str]) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    # 1 thread: `make test` runs another test process beside this one on 2 cores, and a 2-thread run beside it
-    # spends its time waiting for the other core. The outcome depends on the thread count (floating-point order),
-    # so the thresholds below are set on 1-thread runs, with seed 2 (see the measurements there).
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, str(ROOT / script), "--run-dir", str(run_dir), *flags], cwd=ROOT, env=env,
+    # ENV: 1 thread, as every test's scripts. The outcome depends on the thread count (floating-point order), so the
+    # thresholds below are set on 1-thread runs, with seed 2 (see the measurements there).
+    r = subprocess.run([sys.executable, str(ROOT / script), "--run-dir", str(run_dir), *flags], cwd=ROOT, env=ENV,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     (out,) = [p for p in run_dir.iterdir() if p.is_dir()]
