@@ -77,37 +77,41 @@ def check_teacher_beats_random_play(run_dir: Path) -> None:
 
 
 # Stage 2 from the CI teacher, the `toy` preset's student at half its budget: 1,000 agent steps (500 random) and 500
-# updates, the same for a distilled student (default weights, the teacher's search as the response target) and for a
-# student without distillation. Measured at 1 thread on 288 states drawn from the teacher's evaluation episodes
-# (never trained on), distilled / without distillation:
-#   raw-policy argmax agreement with the teacher's raw policy: seed 2 0.71 / 0.38, seed 3 0.83 / 0.49;
-#   student's raw-policy argmax vs the action the teacher's search plays: seed 2 0.29 -> 0.67 / 0.39,
-#   seed 3 0.33 -> 0.64 / 0.31
-# (AVX2-only AMD EPYC). Earlier 2-thread runs of seed 1 gave margins of 0.17-0.36 on the first measure and
-# 0.10-0.54 on the second, depending on the machine. A student that learns Catch by itself also comes to play what
-# the teacher's search plays, so the second measure separates the two less reliably; the teacher's own (nearly
-# flat: max probability ~0.4) raw-policy choices are a fingerprint only distillation copies, so the 0.15 margin is
-# asked of that one.
+# updates, the same for a distilled student (the teacher's search as the response target, response weight 4) and for
+# a student without distillation. What is measured: on 288 states of the teacher's evaluation episodes (never trained
+# on), how often the argmax of the student's raw policy is the action the teacher's search plays there, the very
+# thing the response term trains. At 1 thread, distilled (from its start) / without distillation:
+#
+#   machine                  teacher (its score)   student seed   distilled            no distillation
+#   AVX-512 AMD EPYC         seed 2 (0.95)         2              0.43 -> 0.64         0.36
+#                            seed 3 (0.47)         2              0.32 -> 0.63         0.37
+#                            seed 1 (0.12)         2              0.42 -> 0.55         0.25
+#                            seed 3 (0.47)         3              0.33 -> 0.51         0.35
+#                            seed 1 (0.12)         3              0.43 -> 0.63         0.26
+#
+# Why weight 4 and not the default 1: at 500 updates the student's own policy loss (its near-uniform search visits,
+# summed over the 6 unrolled steps) outweighs a weight-1 response term on some machines. With weight 1 the AVX2-only
+# EPYC of earlier sessions gave 0.29 -> 0.67 / 0.39 at seed 2, but this AVX-512 one gave 0.43 -> 0.42 / 0.36, and the
+# test failed there. Why not the raw-policy agreement this test used to ask for: the student is never trained on the
+# teacher's raw policy here, and that policy is nearly flat (max probability ~0.4), so its argmax agreement swung
+# either way (seed 3 teacher, student seed 3: 0.68 distilled, 0.68 without).
 DISTILL_FLAGS = [*stage_flags("toy", "student"), "--seed", "2", "--total-env-steps", "1000", "--random-transitions",
                  "500", "--train-updates", "500", "--eval-interval", "0", "--final-eval-episodes", "8", "--no-progress"]
+KD = ["--response-weight", "4"]
 NO_KD = ["--response-weight", "0", "--feature-latent-weight", "0", "--feature-lstm-weight", "0"]
 
 
 def check_distillation_raises_agreement_with_the_teacher(catch_teacher: Path, tmp_path: Path) -> None:
-    keys = {"policy": "distill/heldout_policy_agreement", "play": "distill/heldout_policy_vs_search"}
+    key = "distill/heldout_policy_vs_search"
     start, final = {}, {}
-    for name, extra in {"distilled": [], "no-kd": NO_KD}.items():
+    for name, extra in {"distilled": KD, "no-kd": NO_KD}.items():
         run_dir = run_script("02_distill_student.py", tmp_path / name,
                              DISTILL_FLAGS + extra + ["--teacher", str(catch_teacher / "teacher.pt")])
         ev = json.loads((run_dir / "eval.json").read_text())
-        start[name] = {k: ev["heldout_agreement_start"][v] for k, v in keys.items()}
-        final[name] = {k: ev["heldout_agreement_final"][v] for k, v in keys.items()}
-        print(f"{name}: agreement with the teacher's raw policy {start[name]['policy']:.3f} -> "
-              f"{final[name]['policy']:.3f}, with its search's play {start[name]['play']:.3f} -> "
-              f"{final[name]['play']:.3f}")
-    kd, no_kd = final["distilled"], final["no-kd"]
-    # distillation, not learning the game by itself, makes the student choose as its teacher does ...
-    assert kd["policy"] - no_kd["policy"] >= 0.15
-    # ... and brings its play closer to the teacher's search than learning alone does
-    assert kd["play"] - start["distilled"]["play"] >= 0.05
-    assert kd["play"] > no_kd["play"]
+        start[name], final[name] = ev["heldout_agreement_start"][key], ev["heldout_agreement_final"][key]
+        print(f"{name}: the student's raw policy plays the teacher's search action on {start[name]:.3f} -> "
+              f"{final[name]:.3f} of the held-out states")
+    # distillation brings the student's choices towards the teacher's search (the smallest rise above: 0.12) ...
+    assert final["distilled"] - start["distilled"] >= 0.05
+    # ... by more than learning the game alone does in the same budget (the smallest margin above: 0.16)
+    assert final["distilled"] - final["no-kd"] >= 0.1
