@@ -19,8 +19,9 @@ torch.set_num_threads(1)
 
 
 # The order in which `make test` (pytest-xdist, --dist loadfile --no-loadscope-reorder) hands files to its two
-# processes. The learning test (one chain of 6-11 minutes, by the machine) first, so it starts at once; xdist then queues one more
-# file behind it on the same process, the third here, so that one is fast. The other slow files follow, then the rest.
+# processes. The learning test (one chain of 6-11 minutes, by the machine) first, so it starts at once; xdist then
+# queues one more file behind it on the same process, the third here, so that one is fast. The other slow files
+# follow, then the rest.
 # Without --no-loadscope-reorder xdist sorts files by their number of tests and the one-test learning file runs last.
 FIRST = ["test_learning.py", "test_pipeline.py", "test_scores.py", "test_sweep.py", "test_usage.py"]
 
