@@ -37,9 +37,32 @@ TINY = ["--total-env-steps", "240", "--random-transitions", "80", "--train-updat
         "--checkpoint-interval", "4", "--no-progress", "--threads", "1"]
 
 
-def run_script(script: str, args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+def run_script(script: str, args: list[str], run_dir: Path, env: dict = ENV) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / script), "--run-dir", str(run_dir), *args], cwd=ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+FAKE_WANDB = """
+import json, os
+def init(**kw):  # what the script asks wandb for, written where the test reads it
+    kw.pop("config")
+    with open(os.environ["FAKE_WANDB_LOG"], "w") as f:
+        json.dump(kw, f)
+    return Run()
+class Run:
+    def finish(self):
+        pass
+"""
+
+
+@pytest.fixture
+def fake_wandb(tmp_path) -> tuple[dict, Path]:
+    """(environment, log): scripts started with that environment import a stand-in `wandb` (not a dependency) that
+    writes the arguments of `wandb.init` to the log, so a test can check what --track and --wandb-* asked for."""
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "wandb.py").write_text(FAKE_WANDB)
+    return {**ENV, "PYTHONPATH": str(tmp_path / "fake"), "FAKE_WANDB_LOG": str(tmp_path / "wandb.json")}, \
+        tmp_path / "wandb.json"
 
 
 def evaluate_script(args: list[str], out_dir: Path) -> subprocess.CompletedProcess:

@@ -128,6 +128,7 @@ def test_fitnets_and_normalised_features_train_and_an_older_run_resumes(tiny_tea
              *TINY, "--fitnets", "--feature-normalise"]
     r = run("02_distill_student.py", flags, tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert not re.search(r"\d+/\d+ \[", r.stderr), r.stderr  # --no-progress: no bar
     run_dir = next(tmp_path.glob("*__*"))
     ckpt = load_checkpoint(run_dir / "student.pt", "student")
     assert {"latent.weight", "hidden.weight", "cell.weight"} <= set(ckpt["adapter"])
@@ -145,20 +146,35 @@ def test_fitnets_and_normalised_features_train_and_an_older_run_resumes(tiny_tea
         check_resume_args(ckpt["args"], dataclasses.replace(stage2.Args(**ckpt["args"]), fitnets=False), run_dir)
 
 
-def test_teacher_buffer_start_and_residual_student_block(tiny_teacher, tmp_path):
+def test_teacher_buffer_residual_student_and_flags_the_main_block_hands_on(tiny_teacher, tmp_path, fake_wandb):
     """--data teacher-buffer fills the replay with the teacher's play before the student's own budget (and skips
-    the random phase); --student-block residual builds the student from the teacher's block type."""
-    r = run("02_distill_student.py", ["--env-id", "MinAtar/Breakout-v1", "--teacher", str(tiny_teacher),
-                                      "--teacher-eval-episodes", "0", *TINY, "--data", "teacher-buffer",
-                                      "--teacher-buffer-steps", "40", "--student-block", "residual"], tmp_path)
+    the random phase); --student-block residual builds the student from the teacher's block type, and the width
+    flags (--num-blocks, --proj-hidden, --proj-out, --pred-hidden) size it; --momentum, --weight-decay,
+    --priority-alpha, --track/--wandb-* and --progress reach the optimizer, the replay, wandb (a stand-in module)
+    and the progress bar."""
+    env, wandb_log = fake_wandb
+    r = run_script("02_distill_student.py", [
+        "--env-id", "MinAtar/Breakout-v1", "--teacher", str(tiny_teacher), "--teacher-eval-episodes", "0", *TINY,
+        "--data", "teacher-buffer", "--teacher-buffer-steps", "40", "--student-block", "residual",
+        "--num-blocks", "2", "--proj-hidden", "24", "--proj-out", "12", "--pred-hidden", "20",
+        "--momentum", "0.5", "--weight-decay", "0.003", "--priority-alpha", "0.3",
+        "--track", "--wandb-project-name", "proj", "--wandb-entity", "team", "--progress"], tmp_path / "runs", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"\| 8/8 \[", r.stderr), r.stderr  # the progress bar, at its end
     assert "filling the replay with 40 agent steps of the teacher's play" in r.stdout
-    ckpt = load_checkpoint(next(tmp_path.glob("*__*")) / "student.pt", "student")
+    run_dir = next((tmp_path / "runs").glob("*__*"))
+    ckpt = load_checkpoint(run_dir / "student.pt", "student")
     c = ckpt["counters"]
     assert c["teacher_env_steps"] == 40 and c["env_steps"] == 240  # the teacher's steps come on top
     cfg = NetConfig.from_dict(ckpt["config"])
-    assert cfg.block == "residual"
+    assert (cfg.block, cfg.num_blocks, cfg.proj_hidden, cfg.proj_out, cfg.pred_hidden) == ("residual", 2, 24, 12, 20)
     net = EfficientZeroNet(cfg)
-    net.load_state_dict(ckpt["model"])
-    assert any(type(m).__name__ == "ResidualBlock" for m in net.representation.modules())
+    net.load_state_dict(ckpt["model"])  # the weights have the shapes the flags ask for
+    assert sum(type(m).__name__ == "ResidualBlock" for m in net.representation.modules()) == 2
     assert not any(type(m).__name__ == "InvertedResidual" for m in net.modules())
+    assert [m.out_features for m in net.projection if isinstance(m, torch.nn.Linear)] == [24, 24, 12]
+    assert net.projection_head[0].out_features == 20
+    (group,) = ckpt["optimizer"]["param_groups"]
+    assert (group["momentum"], group["weight_decay"], ckpt["replay"]["alpha"]) == (0.5, 0.003, 0.3)
+    tracked = json.loads(wandb_log.read_text())
+    assert (tracked["project"], tracked["entity"], tracked["name"]) == ("proj", "team", run_dir.name)

@@ -21,7 +21,7 @@ from common.args import TrainArgs, check_train_args
 from common.loss import LossConfig
 from common.networks import EfficientZeroNet, minatar_teacher_config
 from common.pipeline import (InlineBatches, PipelineConfig, ReanalysisWorkers, SharedWeights, WorkerFailed,
-                             _selfplay_worker, _wait, prepare_batch, sample_job)
+                             _selfplay_worker, _wait, prepare_batch, sample_job, start_pipeline)
 from common.replay import ReplayBuffer, ReplayStore, Segment, TrajectoryRecorder
 from common.runs import load_checkpoint
 from common.search import run_search
@@ -185,6 +185,26 @@ def test_failed_capture_falls_back_to_eager_with_one_warning(monkeypatch):
             np.testing.assert_array_equal(res.visit_counts, eager.visit_counts)
             np.testing.assert_array_equal(res.root_value, eager.root_value)
     assert len([w for w in caught if "CUDA graph capture of the search step failed" in str(w.message)]) == 1
+
+
+def test_search_chunk_size_bounds_the_network_calls_of_the_training_searches(tmp_path, monkeypatch):
+    """--search-chunk-size reaches the training loop's searches: with 5 environments and chunks of 2, no call of
+    the network in a self-play search sees more than 2 roots or leaves; without the flag, all 5 at once."""
+    largest = {}
+    for chunk in (2, None):
+        net, calls = small_net(), []
+        for name in ("initial_inference", "recurrent_inference"):
+            call = getattr(net, name)
+            monkeypatch.setattr(net, name, lambda x, *a, call=call: calls.append(len(x)) or call(x, *a))
+        args = TrainArgs(env_id="MinAtar/Breakout-v1", num_envs=5, search_chunk_size=chunk, num_simulations=3)
+        acting, batches = start_pipeline(args, net, small_net(), MCTSConfig(num_simulations=3),
+                                         LossConfig(augment=False), {"resumes": 0, "env_steps": 0, "updates": 0}, 0,
+                                         tmp_path, torch.device("cpu"), False, {})
+        acting.collect(net, 0, 1.0, np.random.default_rng(0))
+        acting.close()
+        batches.close()
+        largest[chunk] = max(calls)
+    assert largest == {2: 2, None: 5}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -26,8 +26,8 @@ MINATAR = ["--env-id", "MinAtar/Breakout-v1", "--random-transitions", "100", "--
 
 
 def run(args, tmp_path, **kw):
-    return subprocess.run([sys.executable, SCRIPT, "--run-dir", str(tmp_path), *args], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=kw.pop("timeout", 600), **kw)
+    return subprocess.run([sys.executable, SCRIPT, "--run-dir", str(tmp_path), *args], cwd=ROOT,
+                          env=kw.pop("env", ENV), capture_output=True, text=True, timeout=kw.pop("timeout", 600), **kw)
 
 
 def only_run_dir(tmp_path) -> Path:
@@ -49,6 +49,29 @@ def test_smoke_atari_writes_loadable_checkpoint_and_eval(tmp_path):
     assert ev["updates"] == 6
     assert list(d.glob("events.out.tfevents.*"))
     assert "final evaluation (2 episodes)" in r.stdout
+
+
+def test_optimizer_replay_selfplay_and_tracking_flags_reach_the_run(tmp_path, fake_wandb):
+    """Flags that the main block hands on: --momentum and --weight-decay to SGD, the learning-rate flags to every
+    update, --priority-alpha to the replay, --num-envs to self-play, --track/--wandb-* to wandb (a stand-in module
+    here: wandb is not a dependency), --progress to the progress bar."""
+    env, wandb_log = fake_wandb
+    r = run(MINATAR + ["--total-env-steps", "301", "--train-updates", "2", "--extra-updates", "0",
+                       "--momentum", "0.5", "--weight-decay", "0.003", "--lr", "0.4", "--lr-warmup", "0",
+                       "--lr-decay-steps", "1", "--lr-decay-rate", "0.5", "--priority-alpha", "0.3",
+                       "--num-envs", "3", "--track", "--wandb-project-name", "proj", "--wandb-entity", "team",
+                       "--progress"], tmp_path / "runs", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"\| 2/2 \[", r.stderr), r.stderr  # the progress bar, at its end
+    d = only_run_dir(tmp_path / "runs")
+    ckpt = load_checkpoint(d / "teacher.pt", "teacher")
+    (group,) = ckpt["optimizer"]["param_groups"]
+    assert (group["momentum"], group["weight_decay"]) == (0.5, 0.003)
+    assert group["lr"] == pytest.approx(0.4 * 0.5)  # the rate of the last update, update 1
+    assert ckpt["replay"]["alpha"] == 0.3
+    assert ckpt["counters"]["env_steps"] % 3 == 0 and ckpt["counters"]["env_steps"] >= 301  # 3 steps at a time
+    tracked = json.loads(wandb_log.read_text())
+    assert (tracked["project"], tracked["entity"], tracked["name"]) == ("proj", "team", d.name)
 
 
 def test_resume_after_sigkill_continues_counters_and_replay(tmp_path):
@@ -77,6 +100,7 @@ def test_resume_after_sigkill_continues_counters_and_replay(tmp_path):
 def test_resume_with_other_flags_is_refused(tmp_path):
     r = run(MINATAR + ["--total-env-steps", "300", "--train-updates", "2", "--extra-updates", "0"], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert not re.search(r"\d+/\d+ \[", r.stderr), r.stderr  # --no-progress: no bar
     d = only_run_dir(tmp_path)
     r = run(MINATAR + ["--total-env-steps", "300", "--train-updates", "2", "--extra-updates", "0",
                        "--batch-size", "32", "--resume", str(d)], tmp_path)

@@ -10,7 +10,8 @@ from common.networks import EfficientZeroNet, minatar_teacher_config
 from common.replay import ReplayBuffer, Segment, TrajectoryRecorder, beta_schedule
 from common.selfplay import visit_temperature
 from common.targets import gather_batch, make_targets, td_steps_for_age, value_prefix_targets, value_targets
-from common.training import learning_rate
+from common.args import TrainArgs
+from common.training import learning_rate, loss_config, set_learning_rate
 from common.tree import MCTSConfig
 
 A = 3
@@ -254,9 +255,31 @@ def test_unrolled_loss_masks_terms_past_the_end():
     assert loss2.item() == pytest.approx(loss.item(), rel=1e-5)
 
 
+def test_loss_weight_flags_weigh_their_terms():
+    """--value-prefix-weight, --policy-weight, --value-weight and --consistency-weight reach the loss: with unit
+    importance weights it is exactly the weighted sum of the (unweighted) per-term means."""
+    torch.manual_seed(0)
+    net = EfficientZeroNet(minatar_teacher_config((4, 2, 2), A, support_size=10)).train()
+    raw = gather_batch(buffer_with(make_segment(6, ended=True, rewards=np.arange(1, 7))), np.array([4, 0, 1]), 5, 5,
+                       A, np.random.default_rng(0))
+    targets, _ = make_targets(raw, np.ones(3), net, MCTSConfig(num_simulations=2), 0.0, np.random.default_rng(0),
+                              "cpu")
+    weights = {"value_prefix": 0.3, "policy": 0.7, "value": 1.9, "consistency": 0.05}
+    cfg = loss_config(TrainArgs(**{f"{k}_weight": w for k, w in weights.items()}), augment=False)
+    torch.manual_seed(1)
+    loss, terms, _ = unrolled_loss(net, targets, cfg, np.random.default_rng(0))
+    assert all(terms[k].abs() > 1e-3 for k in weights)  # every term counts, so a lost weight would show
+    assert loss.item() == pytest.approx(sum(w * terms[k].item() for k, w in weights.items()), rel=1e-5)
+
+
 def test_schedules():
     assert learning_rate(0) == pytest.approx(0.2 / 1000)
     assert learning_rate(999) == pytest.approx(0.2)
     assert learning_rate(99_999) == pytest.approx(0.2)
     assert learning_rate(100_000) == pytest.approx(0.02)
+    # the run's flags set the optimizer's rate: --lr, --lr-warmup, --lr-decay-steps, --lr-decay-rate
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    flags = TrainArgs(lr=0.4, lr_warmup=4, lr_decay_steps=10, lr_decay_rate=0.5)
+    assert set_learning_rate(opt, 1, flags) == pytest.approx(0.2)  # warm-up: 0.4 x 2/4
+    assert set_learning_rate(opt, 25, flags) == pytest.approx(0.1) == opt.param_groups[0]["lr"]  # 0.4 x 0.5^2
     assert [visit_temperature(u, 100) for u in (0, 49, 50, 74, 75, 120)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
