@@ -25,6 +25,7 @@ On a cluster, every node needs the repository at the same path (the Docker image
 import common.interrupts  # noqa: F401  (first: a Ctrl-C while the imports load ends in one line)
 import ctypes
 import json
+import logging
 import os
 import re
 import shlex
@@ -374,6 +375,16 @@ def trial(config: dict) -> None:
     run_cell(config["cell"], tune.report)
 
 
+def ray_settings(args: Args) -> dict:
+    """What the flags ask of Ray: ray.init's keywords (--address: the cluster to join), each cell's reservation
+    (tune.with_resources), the cells at once (TuneConfig; --max-concurrent 0 is Tune's None: as many as fit) and the
+    retries of a failed cell (FailureConfig)."""
+    return {"init": {"address": args.address, "include_dashboard": False, "logging_level": logging.WARNING,
+                     "log_to_driver": False},
+            "resources": {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
+            "max_concurrent_trials": args.max_concurrent or None, "max_failures": args.max_failures}
+
+
 # =============================================================================================================
 # The live progress table (in the driver): every cell's status, stage, updates and last score
 # =============================================================================================================
@@ -473,25 +484,24 @@ if __name__ == "__main__":
         raise SystemExit(0)
 
     # --- Ray: local by default, or join a cluster; one trial per cell -----------------------------------------
-    import logging
-
     import ray
     from ray import tune
 
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # the trial runs the scripts from the repository
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables off (verbose=0): the sweep prints its own
-    ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
+    ray_args = ray_settings(args)
+    ray.init(**ray_args["init"])
+    resources = ray_args["resources"]
     print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPU(s), {ray.cluster_resources().get('GPU', 0):g} "
-          f"GPU(s); each cell reserves {args.cpus_per_trial:g} CPU(s) and {args.gpus_per_trial:g} GPU(s)", flush=True)
+          f"GPU(s); each cell reserves {resources['cpu']:g} CPU(s) and {resources['gpu']:g} GPU(s)", flush=True)
     tuner = tune.Tuner(
         tune.with_resources(trial, resources),
         param_space={"cell": tune.grid_search(cells)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=args.max_concurrent or None),
+        tune_config=tune.TuneConfig(max_concurrent_trials=ray_args["max_concurrent_trials"]),
         run_config=tune.RunConfig(
             name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str((ROOT / args.runs_dir / name / "_ray").resolve()),
-            failure_config=tune.FailureConfig(max_failures=args.max_failures),
+            failure_config=tune.FailureConfig(max_failures=ray_args["max_failures"]),
             callbacks=[progress_callback(args.report_seconds)], verbose=0))
     results = tuner.fit()  # returns on Ctrl-C too, with the cells that did not finish
     failed = [r.config["cell"]["cell"] for r in results if r.error or (r.metrics or {}).get("stage") != "done"]

@@ -149,6 +149,41 @@ def test_merged_cost_tables_keep_one_row_per_game_and_model(tiny_report, tmp_pat
             ["| MinAtar/SpaceInvaders-v1", "student/student"], ["| MinAtar/SpaceInvaders-v1", "teacher/teacher"]]
 
 
+@pytest.mark.parametrize("on", [True, False])
+def test_chunk_size_robustness_episodes_and_progress_flags(tiny_teacher, tmp_path, monkeypatch, on):
+    """--search-chunk-size 1: no network call sees more than one root (the 2 episodes share one call otherwise);
+    --robustness-episodes 1: each robustness evaluation plays 1 episode (otherwise --episodes, 2), --sticky-prob and
+    --obs-noise set their perturbation; --progress draws tqdm bars, --no-progress none. In this process, so the
+    network and evaluate() can be watched."""
+    import common.selfplay
+    from common.networks import EfficientZeroNet
+    from tests.test_usage import run_in_process
+
+    batches, robustness = [], []
+    initial = EfficientZeroNet.initial_inference
+    monkeypatch.setattr(EfficientZeroNet, "initial_inference", lambda net, obs: batches.append(len(obs)) or
+                        initial(net, obs))
+    evaluate_ = common.selfplay.evaluate  # 03 imports it from here when run
+
+    def watched(*args, **kwargs):
+        res = evaluate_(*args, **kwargs)
+        if "sticky_action_prob" in kwargs or kwargs.get("obs_noise"):
+            robustness.append((len(res["scores"]), kwargs.get("sticky_action_prob"), kwargs.get("obs_noise")))
+        return res
+
+    monkeypatch.setattr(common.selfplay, "evaluate", watched)
+    flags = (["--search-chunk-size", "1", "--robustness-episodes", "1", "--sticky-prob", "0.5", "--obs-noise", "0.2",
+              "--progress"] if on else ["--no-progress"])
+    code, text = run_in_process("03_evaluate.py", [
+        "--checkpoints", str(tiny_teacher), "--out-dir", str(tmp_path), "--episodes", "2", "--num-simulations", "2",
+        "--max-steps", "20", "--threads", "1", "--no-cost", "--no-agreement", "--no-curves", *flags])
+    assert code == 0, text
+    assert max(batches) == (1 if on else 2), batches
+    # (episodes, sticky probability, noise) of the two robustness evaluations; the defaults are 0.25 and 0.05
+    assert robustness == ([(1, 0.5, None), (1, None, 0.2)] if on else [(2, 0.25, None), (2, None, 0.05)]), robustness
+    assert ("teacher/teacher/seed1 sticky:   0%|" in text) == on and ("%|" in text) == on, text
+
+
 @pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "incompatible"])
 def test_bad_checkpoint_fails_with_a_readable_message(tiny_teacher, tmp_path, case):
     if case == "missing":

@@ -151,13 +151,55 @@ def test_numbers_are_what_the_networks_give(pair_view, tiny_student, tiny_teache
 def test_a_student_against_itself_agrees_everywhere(tiny_student, seed, tmp_path):
     code, text = inspect(["--checkpoint", str(tiny_student), "--teacher", str(tiny_student), "--seed", str(seed),
                                "--name", "self", *SMALL], tmp_path)
-    assert code == 0, text
+    assert code == 0 and "%|" not in text, text  # --no-progress: no bar
     view = json.loads((tmp_path / "self" / "inspect.json").read_text())
     agreement, steps = view["agreement"], view["per_step"]
     assert agreement["means"]["search_action"] == 1.0 and agreement["means"]["policy_argmax"] == 1.0
     assert agreement["means"]["js_divergence"] == 0.0 and agreement["means"]["visits_tv"] == 0.0
     assert steps["checkpoint"]["visits"] == steps["teacher"]["visits"]
     assert view["hidden_states"]["latent_mse"] == 0.0
+
+
+def test_teacher_plays_unroll_every_and_progress(pair_view, tiny_student, tiny_teacher, seed, tmp_path, monkeypatch):
+    """--teacher-plays: the episode is the one 03_evaluate.py plays with the teacher, the student searched on its
+    states; --unroll-every 2: unrolls start on every second step; --progress: a bar (the other runs: none)."""
+    import matplotlib.figure
+
+    torch.set_num_threads(1)
+    # the pictures are test_files_are_written's: not rendering them saves most of this run's seconds
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, path, **kw: path.touch())
+    code, text = inspect(["--checkpoint", str(tiny_student), "--teacher", str(tiny_teacher), "--teacher-plays",
+                          "--seed", str(seed), "--name", "teacher-plays", "--num-simulations", "2", "--max-steps",
+                          "40", "--unroll-steps", "2", "--unroll-every", "2", "--frames", "4", "--threads", "1",
+                          "--progress"], tmp_path)
+    assert code == 0, text
+    assert f"teacher on MinAtar/Breakout-v1, seed {seed}:   0%|" in text, text
+    view = json.loads((tmp_path / "teacher-plays" / "inspect.json").read_text())
+    ep, steps = view["episode"], view["per_step"]
+    assert view["plays"] == "teacher" and ep["actions"] == steps["teacher"]["action"]
+    # not the student's episode (pair_view: the student plays the same seed), so the checks below tell them apart
+    assert ep["actions"] != json.loads((pair_view / "inspect.json").read_text())["episode"]["actions"]
+
+    # the teacher's episode again, as 03_evaluate.py plays it: the same actions and rewards, and the student's priors
+    # are its priors on these states
+    teacher, mcts, rng = network(tiny_teacher), MCTSConfig(num_simulations=2), np.random.default_rng(seed)
+    env, stack = make_env("MinAtar/Breakout-v1", mode="eval", seed=seed, max_episode_steps=40), FrameStack()
+    stack.reset(env.reset())
+    obs, actions, rewards, done = [], [], [], False
+    while not done:
+        obs.append(stack.obs())
+        actions.append(int(select_action(run_search(teacher, obs[-1][None], mcts, rng=rng).visit_counts, 0.0, rng)[0]))
+        frame, reward, terminated, truncated, _ = env.step(actions[-1])
+        stack.push(frame)
+        rewards.append(reward)
+        done = terminated or truncated
+    assert (actions, rewards) == (ep["actions"], ep["raw_rewards"])
+    with torch.no_grad():
+        logits = network(tiny_student).initial_inference(torch.from_numpy(np.stack(obs))).policy_logits
+    np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), steps["checkpoint"]["prior"], atol=1e-5)
+    # MinAtar has no lives: every step but the last K - 1 = 1 can start an unroll; every second one does
+    starts = view["imagination"]["starts"]
+    assert starts == list(range(0, ep["length"] - 1, 2)) and len(starts) >= 2, starts
 
 
 @pytest.mark.parametrize("case", ["other game", "teacher of another game", "not a checkpoint", "bad flags"])

@@ -35,6 +35,45 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path, args, message):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
 
 
+def test_dry_run_prints_every_cells_commands_and_starts_nothing(tmp_path):
+    r = sweep(["--preset", "toy", "--seeds", "1", "2", "--variants", "none", "response", "--runs-dir",
+               str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), "--dry-run"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    cells = r.stdout.split("\n# cell ")[1:]
+    assert [c.splitlines()[0] for c in cells] == ["Catch-1", "Catch-2"]
+    for seed, cell in zip((1, 2), cells):
+        commands = [ln.split()[:2] for ln in cell.splitlines()[1:] if ln]
+        assert commands == [["python", "01_pretrain_teacher.py"], ["python", "02_distill_student.py"],
+                            ["python", "02_distill_student.py"], ["python", "03_evaluate.py"]], cell
+        assert f"--seed {seed} --exp-name teacher" in cell and "--exp-name student-response" in cell
+    assert "Ray:" not in r.stdout and not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
+def load_sweep():
+    """04_sweep.py as a module (its name starts with a digit, so it cannot be imported by name)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sweep_under_test", ROOT / "04_sweep.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], (None, {"cpu": 2, "gpu": 0}, None, 3)),  # the defaults: a local Ray, as many cells as fit, 3 retries
+    (["--address", "auto", "--cpus-per-trial", "4", "--gpus-per-trial", "0.5", "--max-concurrent", "3",
+      "--max-failures", "0"], ("auto", {"cpu": 4, "gpu": 0.5}, 3, 0)),
+])
+def test_ray_settings_follow_the_flags(flags, expected):
+    """What the main block hands ray.init, tune.with_resources, TuneConfig and FailureConfig (checked here without
+    starting Ray, which costs 10 s; the toy table below runs them)."""
+    import tyro
+
+    mod = load_sweep()
+    got = mod.ray_settings(tyro.cli(mod.Args, args=flags))
+    assert (got["init"]["address"], got["resources"], got["max_concurrent_trials"], got["max_failures"]) == expected
+
+
 def stage_pids(script: str, marker: str) -> list[int]:
     """pids of the processes running `script` whose command line holds `marker` (this test's folder)."""
     pids = []
@@ -143,13 +182,10 @@ def test_a_cells_students_run_side_by_side_after_its_teacher(tmp_path, at_once):
     """--students-at-once 2: each student gets half the cell's threads, starts only once the teacher has finished,
     and runs while another does (1: one after the other, with all the threads); stage 3 gets every checkpoint; only
     the trial's own thread reports to Ray."""
-    import importlib.util
     import threading
     from types import SimpleNamespace
 
-    spec = importlib.util.spec_from_file_location("sweep_under_test", ROOT / "04_sweep.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_sweep()
     fake = tmp_path / "fake_stage.py"
     fake.write_text(FAKE_STAGE)
     args = SimpleNamespace(name="t", runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"),
