@@ -76,3 +76,31 @@ def test_unknown_game_fails_fast_with_valid_names():
     proc = run("01_pretrain_teacher.py", "--env-id", "Breakot", check=False)
     assert proc.returncode != 0
     assert "unknown game 'Breakot'" in proc.stderr and "Breakout" in proc.stderr
+
+
+# Flags whose feature exists only on CUDA: tests/test_pipeline.py checks it at the function level (autocast and the
+# captured search step, skipped without a GPU); on the CPU the flag changes nothing.
+CUDA_ONLY = {"amp", "cuda_graphs"}
+
+
+def test_every_flag_is_named_by_a_test_beyond_the_bad_input_one():
+    """A guard for new flags: each field of a script's Args (and of the shared TrainArgs) appears in some test other
+    than tests/test_usage.py, whose generated command lines only check that bad values are refused. Appearing is not
+    proof of a test that fails when the feature breaks; each flag's test says what it checks."""
+    import ast
+
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("*.py") if p.name != "test_usage.py")
+    tests += (ROOT / "common" / "presets.py").read_text()  # the learning and sweep tests run the presets' flags
+    from common.distill import WEIGHT_FLAGS
+
+    tests += " ".join(f'"{v}"' for v in WEIGHT_FLAGS.values())  # tests/test_distill.py checks them through this map
+    missing = []
+    for path in [*sorted(ROOT.glob("0*.py")), ROOT / "common" / "args.py"]:
+        for cls in ast.walk(ast.parse(path.read_text())):
+            if isinstance(cls, ast.ClassDef) and cls.name.endswith("Args"):
+                for name in (n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)):
+                    flag = "--" + name.replace("_", "-")
+                    named = any(s in tests for s in (flag, f"--no-{flag[2:]}", f"{name}=", f".{name}", f'"{name}"'))
+                    if not named and name not in CUDA_ONLY:
+                        missing.append(f"{path.name}: {flag}")
+    assert not missing, f"flags no test names: {missing}"
