@@ -49,18 +49,19 @@ def test_smoke_atari_writes_loadable_checkpoint_and_eval(tmp_path):
     assert ev["updates"] == 6
     assert list(d.glob("events.out.tfevents.*"))
     assert "final evaluation (2 episodes)" in r.stdout
+    assert not re.search(r"\d+/\d+ \[", r.stderr), r.stderr  # --no-progress: no bar
 
 
-def test_optimizer_replay_selfplay_and_tracking_flags_reach_the_run(tmp_path, fake_wandb):
+def test_flags_reach_the_run_and_a_resume_must_give_the_same_ones(tmp_path, fake_wandb):
     """Flags that the main block hands on: --momentum and --weight-decay to SGD, the learning-rate flags to every
     update, --priority-alpha to the replay, --num-envs to self-play, --track/--wandb-* to wandb (a stand-in module
-    here: wandb is not a dependency), --progress to the progress bar."""
+    here: wandb is not a dependency), --progress to the progress bar. Then a resume with another flag is refused."""
     env, wandb_log = fake_wandb
-    r = run(MINATAR + ["--total-env-steps", "301", "--train-updates", "2", "--extra-updates", "0",
-                       "--momentum", "0.5", "--weight-decay", "0.003", "--lr", "0.4", "--lr-warmup", "0",
-                       "--lr-decay-steps", "1", "--lr-decay-rate", "0.5", "--priority-alpha", "0.3",
-                       "--num-envs", "3", "--track", "--wandb-project-name", "proj", "--wandb-entity", "team",
-                       "--progress"], tmp_path / "runs", env=env)
+    flags = MINATAR + ["--total-env-steps", "301", "--train-updates", "2", "--extra-updates", "0", "--momentum", "0.5",
+                       "--weight-decay", "0.003", "--lr", "0.4", "--lr-warmup", "0", "--lr-decay-steps", "1",
+                       "--lr-decay-rate", "0.5", "--priority-alpha", "0.3", "--num-envs", "3", "--track",
+                       "--wandb-project-name", "proj", "--wandb-entity", "team", "--progress"]
+    r = run(flags, tmp_path / "runs", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"\| 2/2 \[", r.stderr), r.stderr  # the progress bar, at its end
     d = only_run_dir(tmp_path / "runs")
@@ -72,6 +73,9 @@ def test_optimizer_replay_selfplay_and_tracking_flags_reach_the_run(tmp_path, fa
     assert ckpt["counters"]["env_steps"] % 3 == 0 and ckpt["counters"]["env_steps"] >= 301  # 3 steps at a time
     tracked = json.loads(wandb_log.read_text())
     assert (tracked["project"], tracked["entity"], tracked["name"]) == ("proj", "team", d.name)
+
+    r = run(flags + ["--batch-size", "32", "--resume", str(d)], tmp_path / "runs", env=env)
+    assert r.returncode != 0 and "--batch-size: run has 16, you gave 32" in r.stderr
 
 
 def test_resume_after_sigkill_continues_counters_and_replay(tmp_path):
@@ -95,16 +99,6 @@ def test_resume_after_sigkill_continues_counters_and_replay(tmp_path):
     # every segment the final index names is on disk, and nothing else is
     names = {f"{i:010d}.npz" for i in after["replay"]["first_ids"]}
     assert names == {p.name for p in (ckpt_file.parent / "replay").glob("*.npz")}
-
-
-def test_resume_with_other_flags_is_refused(tmp_path):
-    r = run(MINATAR + ["--total-env-steps", "300", "--train-updates", "2", "--extra-updates", "0"], tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert not re.search(r"\d+/\d+ \[", r.stderr), r.stderr  # --no-progress: no bar
-    d = only_run_dir(tmp_path)
-    r = run(MINATAR + ["--total-env-steps", "300", "--train-updates", "2", "--extra-updates", "0",
-                       "--batch-size", "32", "--resume", str(d)], tmp_path)
-    assert r.returncode != 0 and "--batch-size: run has 16, you gave 32" in r.stderr
 
 
 @pytest.mark.parametrize("flags, message", [
