@@ -49,7 +49,7 @@ def merge(sources: list[str], out_dir: Path) -> Path:
 def test_the_committed_reports_are_found():
     assert {"results/minatar/report.md", "results/minatar/atari-Breakout/report.md", "results/demo/report.md"} <= set(
         REPORTS)
-    assert sum(p.startswith("results/minatar/cells/") for p in REPORTS) == 10
+    assert sum(p.startswith("results/minatar/cells/") for p in REPORTS) == 12
 
 
 @pytest.mark.parametrize("report", REPORTS)
