@@ -68,11 +68,11 @@ def test_each_committed_report_is_rebuilt_from_its_summaries(report, tmp_path):
                                 {k: v for k, v in summary.items() if k not in provenance}) is None
 
 
-def table(markdown: str, header_start: str) -> list[dict[str, str]]:
-    """The body rows of the first markdown table whose header row starts with header_start, as {column: cell}
+def table(markdown: str, header_start: str, nth: int = 0) -> list[dict[str, str]]:
+    """The body rows of the nth (from 0) markdown table whose header row starts with header_start, as {column: cell}
     (a repeated column name gets its position appended, so that every cell stays)."""
     lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    start = [i for i, line in enumerate(lines) if line.startswith(header_start)][nth]
     names = []
     for i, c in enumerate(c.strip() for c in lines[start].strip("|").split("|")):
         names.append(c if c not in names else f"{c} {i}")
@@ -116,3 +116,35 @@ def test_minatar_readme_quotes_the_merged_report():
         for i, game in enumerate(README_GAMES):
             quoted_pair = (cells[2 * i], cells[2 * i + 1])
             assert quoted_pair == gains[f"MinAtar/{game}-v1", README_MODELS[f"student, {name}"]], (name, game)
+
+
+def test_five_seed_tables_quote_the_five_seed_report():
+    """The five-seed tables of results/minatar/README.md (one per game) and the README's five-seed headline table
+    are the numbers of results/minatar/five-seeds/report.md."""
+    report = (RESULTS / "minatar" / "five-seeds" / "report.md").read_text()
+    scores = {(r["game"], r["model"]): r for r in table(report, "| game | model | seeds | score |")}
+    gains = {r["game"]: r for r in table(report, "| game | student | RL only |")
+             if r["student"] == "student/student-response"}
+    games = ["Breakout", "SpaceInvaders"]
+    models = {k: v for k, v in README_MODELS.items() if k in ("teacher", "student, no distillation",
+                                                             "student, response only")}
+
+    results_readme = (RESULTS / "minatar" / "README.md").read_text().replace("−", "-")
+    for nth, game in enumerate(games):  # Breakout's table, then SpaceInvaders'
+        quoted = table(results_readme, "| model | seeds | mean ± seed std | per seed |", nth)
+        assert [r["model"] for r in quoted] == list(models), game
+        for row in quoted:
+            expected = scores[f"MinAtar/{game}-v1", models[row["model"]]]
+            assert [row["seeds"], row["mean ± seed std"], row["per seed"], row["median"], row["IQM"]] == [
+                expected["seeds"], expected["score"], expected["per seed"], expected["median"], expected["IQM"]], game
+
+    headline = table((ROOT / "README.md").read_text().replace("−", "-"), "| 5 seeds: mean ± seed std |")
+    assert [r["5 seeds: mean ± seed std"] for r in headline[:3]] == list(models)
+    for row in headline[:3]:
+        for game in games:  # the score, then in brackets the share of the teacher's mean score
+            score = scores[f"MinAtar/{game}-v1", models[row["5 seeds: mean ± seed std"]]]["score"]
+            assert row[game].split(" (")[0] == score, (row, game)
+    for game in games:  # response - RL only: the mean difference, its interval, the seeds where it was higher
+        g = gains[f"MinAtar/{game}-v1"]
+        assert headline[3][game] == f"{g['difference'].split(' ±')[0]}, {g['95% interval']}, {g['higher in']}", game
+
