@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from common.args import TrainArgs
 from common.loss import LossConfig, augment, unrolled_loss
 from common.networks import EfficientZeroNet, minatar_teacher_config
 from common.replay import ReplayBuffer, Segment, TrajectoryRecorder, beta_schedule
 from common.selfplay import visit_temperature
 from common.targets import gather_batch, make_targets, td_steps_for_age, value_prefix_targets, value_targets
-from common.args import TrainArgs
 from common.training import learning_rate, loss_config, set_learning_rate
 from common.tree import MCTSConfig
 
